@@ -1,0 +1,175 @@
+//! Event payloads. Adding a field with `#[serde(default)]` keeps the version; changing the
+//! meaning of one bumps it.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! events {
+    ($($name:ident => $version:literal),* $(,)?) => {
+        /// Every event this build knows.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum Event { $($name($name)),* }
+
+        impl Event {
+            /// The envelope's `type`.
+            pub fn kind(&self) -> &'static str {
+                match self { $(Event::$name(_) => stringify!($name)),* }
+            }
+
+            /// The envelope's `version`.
+            pub fn version(&self) -> u16 {
+                match self { $(Event::$name(_) => $version),* }
+            }
+
+            pub(crate) fn to_parts(&self) -> (&'static str, serde_json::Value) {
+                let value = match self {
+                    $(Event::$name(p) => serde_json::to_value(p)),*
+                };
+                (self.kind(), value.unwrap_or_default())
+            }
+
+            /// `None` for an unknown type or version.
+            pub(crate) fn from_parts(
+                kind: &str,
+                version: u16,
+                payload: &serde_json::Value,
+            ) -> Option<Result<Event, serde_json::Error>> {
+                match (kind, version) {
+                    $((stringify!($name), $version) => Some(
+                        <$name as Deserialize>::deserialize(payload).map(Event::$name)
+                    ),)*
+                    _ => None,
+                }
+            }
+        }
+
+        $(impl From<$name> for Event {
+            fn from(p: $name) -> Self { Event::$name(p) }
+        })*
+    };
+}
+
+events! {
+    ClientRegistered => 1,
+    ClientDisabled => 1,
+    ClientRevoked => 1,
+    UserCreated => 1,
+    UserDisabled => 1,
+    TokenIssued => 1,
+    TokenRevoked => 1,
+    TokenFamilyRevoked => 1,
+    SubjectRevoked => 1,
+}
+
+impl Event {
+    /// The Kafka partition key (see the crate docs for the rule and why).
+    pub fn partition_key(&self) -> &str {
+        match self {
+            Event::ClientRegistered(e) => &e.client_id,
+            Event::ClientDisabled(e) => &e.client_id,
+            Event::ClientRevoked(e) => &e.client_id,
+            Event::UserCreated(e) => &e.username,
+            Event::UserDisabled(e) => &e.username,
+            Event::TokenIssued(e) => &e.sub,
+            Event::TokenRevoked(e) => &e.sub,
+            Event::TokenFamilyRevoked(e) => &e.sub,
+            Event::SubjectRevoked(e) => &e.sub,
+        }
+    }
+}
+
+/// A client was registered (or re-registered with new settings).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRegistered {
+    pub client_id: String,
+    pub name: String,
+    /// Keyed SHA-256 digest of the secret (hex); `None` for a public client.
+    pub secret_digest: Option<String>,
+    pub grant_types: Vec<String>,
+    pub scopes: Vec<String>,
+    pub default_scopes: Vec<String>,
+    pub audiences: Vec<String>,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientDisabled {
+    pub client_id: String,
+}
+
+/// Every token of the client issued before the watermark is revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRevoked {
+    pub client_id: String,
+    pub revoked_before_ms: i64,
+}
+
+/// A resource owner. Only an argon2id PHC hash of the password is ever written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserCreated {
+    pub username: String,
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserDisabled {
+    pub username: String,
+}
+
+/// An access token (and maybe a refresh token) was handed to a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenIssued {
+    pub jti: String,
+    pub sub: String,
+    pub client_id: String,
+    pub scope: String,
+    pub aud: Vec<String>,
+    /// Seconds since the Unix epoch.
+    pub iat: i64,
+    pub exp: i64,
+    /// The grant this token descends from: every rotation keeps it.
+    pub family_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<RefreshIssued>,
+    /// Digest of the refresh token this issue consumed (refresh grant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_from: Option<String>,
+}
+
+/// The refresh token that came with an issue; only its SHA-256 digest is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshIssued {
+    pub digest: String,
+    pub exp: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRevoked {
+    pub jti: String,
+    pub sub: String,
+    pub client_id: String,
+    pub exp: i64,
+}
+
+/// Every access and refresh token of one grant is revoked (refresh-token reuse, or the
+/// client revoked its refresh token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenFamilyRevoked {
+    pub family_id: String,
+    pub sub: String,
+    pub reason: FamilyRevokeReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FamilyRevokeReason {
+    RefreshTokenReuse,
+    RevokedByClient,
+}
+
+/// "Log out everywhere": every token of the subject issued before the watermark is revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubjectRevoked {
+    pub sub: String,
+    pub revoked_before_ms: i64,
+}

@@ -1,0 +1,32 @@
+//! Per-operation cost of signing and verifying an access token.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use tokend_jwt::{AccessClaims, KeyPair, KeyState, Keyring, VerifyPolicy};
+
+fn bench(c: &mut Criterion) {
+    let ring = Keyring::new(vec![KeyPair::generate(KeyState::Active, 0)]);
+    let claims = AccessClaims {
+        iss: "http://127.0.0.1:8080".into(),
+        sub: "alice".into(),
+        aud: vec!["api".into()],
+        client_id: "demo-client".into(),
+        scope: "read write".into(),
+        jti: "0f1e2d3c4b5a69788796a5b4c3d2e1f0".into(),
+        iat: 1_700_000_000,
+        exp: 1_700_000_900,
+        nbf: None,
+    };
+    let policy = VerifyPolicy {
+        issuer: claims.iss.clone(),
+        audiences: vec!["api".into()],
+        leeway_secs: 30,
+    };
+    let token = ring.sign(&claims).unwrap_or_default();
+    c.bench_function("jwt_sign_eddsa", |b| b.iter(|| ring.sign(&claims)));
+    c.bench_function("jwt_verify_eddsa", |b| {
+        b.iter(|| policy.verify(&ring, &token, 1_700_000_100))
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

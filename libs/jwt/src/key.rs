@@ -1,0 +1,110 @@
+//! One Ed25519 key pair with its `kid` (the RFC 7638 thumbprint) and its state.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use jsonwebtoken::{DecodingKey, EncodingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Where a key is in its life: published before it signs, signing, then kept for verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyState {
+    Next,
+    Active,
+    Retired,
+}
+
+/// A key pair ready to sign and verify. Its `Debug` never shows the private half.
+pub struct KeyPair {
+    kid: String,
+    state: KeyState,
+    created_at_ms: i64,
+    signing: SigningKey,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    x: String,
+}
+
+impl std::fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyPair")
+            .field("kid", &self.kid)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyPair {
+    /// A fresh key from the OS random number generator.
+    pub fn generate(state: KeyState, created_at_ms: i64) -> Self {
+        let signing = SigningKey::generate(&mut rand::rngs::OsRng);
+        Self::from_signing_key(signing, state, created_at_ms)
+    }
+
+    /// A key from its 32-byte seed (RFC 8037 `d`).
+    pub fn from_seed(seed: &[u8; 32], state: KeyState, created_at_ms: i64) -> Self {
+        Self::from_signing_key(SigningKey::from_bytes(seed), state, created_at_ms)
+    }
+
+    fn from_signing_key(signing: SigningKey, state: KeyState, created_at_ms: i64) -> Self {
+        let public = signing.verifying_key().to_bytes();
+        let x = B64.encode(public);
+        // PKCS#8 encoding of a valid Ed25519 key cannot fail; an empty key would fail to sign.
+        let der = signing
+            .to_pkcs8_der()
+            .map(|d| d.as_bytes().to_vec())
+            .unwrap_or_default();
+        Self {
+            kid: thumbprint(&x),
+            state,
+            created_at_ms,
+            encoding: EncodingKey::from_ed_der(&der),
+            decoding: DecodingKey::from_ed_der(&public),
+            signing,
+            x,
+        }
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+    pub fn state(&self) -> KeyState {
+        self.state
+    }
+    pub fn set_state(&mut self, state: KeyState) {
+        self.state = state;
+    }
+    pub fn created_at_ms(&self) -> i64 {
+        self.created_at_ms
+    }
+    /// The public key, base64url (RFC 8037 `x`).
+    pub fn x(&self) -> &str {
+        &self.x
+    }
+    pub(crate) fn seed(&self) -> zeroize::Zeroizing<[u8; 32]> {
+        zeroize::Zeroizing::new(self.signing.to_bytes())
+    }
+    pub(crate) fn encoding(&self) -> &EncodingKey {
+        &self.encoding
+    }
+    pub(crate) fn decoding(&self) -> &DecodingKey {
+        &self.decoding
+    }
+
+    /// The public JWK (RFC 8037 OKP).
+    pub fn jwk(&self) -> serde_json::Value {
+        serde_json::json!({
+            "kty": "OKP", "crv": "Ed25519", "x": self.x,
+            "kid": self.kid, "alg": "EdDSA", "use": "sig",
+        })
+    }
+}
+
+/// RFC 7638 JWK thumbprint of an Ed25519 public key.
+fn thumbprint(x: &str) -> String {
+    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+    B64.encode(Sha256::digest(canonical.as_bytes()))
+}

@@ -1,0 +1,64 @@
+//! The keyring: every key this node knows, at most one of them active. Signing uses the active
+//! key; verification accepts any key in the ring by `kid`.
+
+use jsonwebtoken::{Algorithm, Header};
+
+use crate::{ACCESS_TOKEN_TYP, AccessClaims, KeyPair, KeyState};
+
+#[derive(Debug, Default)]
+pub struct Keyring {
+    keys: Vec<KeyPair>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    #[error("no active signing key")]
+    NoActiveKey,
+    #[error("signing failed")]
+    Sign,
+}
+
+impl Keyring {
+    pub fn new(keys: Vec<KeyPair>) -> Self {
+        Self { keys }
+    }
+
+    /// Adds a key; a key with the same `kid` is replaced. Adding an active key retires the
+    /// previously active one.
+    pub fn insert(&mut self, key: KeyPair) {
+        if key.state() == KeyState::Active {
+            for k in self.keys.iter_mut().filter(|k| k.state() == KeyState::Active) {
+                k.set_state(KeyState::Retired);
+            }
+        }
+        self.keys.retain(|k| k.kid() != key.kid());
+        self.keys.push(key);
+    }
+
+    pub fn active(&self) -> Option<&KeyPair> {
+        self.keys.iter().find(|k| k.state() == KeyState::Active)
+    }
+
+    pub fn get(&self, kid: &str) -> Option<&KeyPair> {
+        self.keys.iter().find(|k| k.kid() == kid)
+    }
+
+    pub fn keys(&self) -> &[KeyPair] {
+        &self.keys
+    }
+
+    /// Signs the claims with the active key as an RFC 9068 access token.
+    pub fn sign(&self, claims: &AccessClaims) -> Result<String, KeyringError> {
+        let key = self.active().ok_or(KeyringError::NoActiveKey)?;
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
+        header.kid = Some(key.kid().to_owned());
+        jsonwebtoken::encode(&header, claims, key.encoding()).map_err(|_| KeyringError::Sign)
+    }
+
+    /// The RFC 7517 key set: every key, next and retired included.
+    pub fn jwks(&self) -> serde_json::Value {
+        let keys: Vec<_> = self.keys.iter().map(KeyPair::jwk).collect();
+        serde_json::json!({ "keys": keys })
+    }
+}

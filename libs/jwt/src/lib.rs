@@ -1,0 +1,22 @@
+//! Tokens and keys: Ed25519 signing keys (RFC 8037), sealed under an operator's key-encryption
+//! key, a [`Keyring`] of keys in states next / active / retired, RFC 9068 access tokens signed
+//! and verified with `jsonwebtoken` (its `rust_crypto` backend: ed25519-dalek), and the JWKS.
+
+mod claims;
+mod key;
+mod keyring;
+mod seal;
+mod verify;
+
+pub use claims::AccessClaims;
+pub use key::{KeyPair, KeyState};
+pub use keyring::{Keyring, KeyringError};
+pub use seal::{Kek, SealError, SealedKey};
+pub use verify::{KeyLookup, PublicKeySet, VerifyError, VerifyPolicy, token_kid};
+pub use jsonwebtoken::DecodingKey;
+
+/// The JOSE `typ` of an RFC 9068 access token.
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,158 @@
+//! Private keys at rest and in transit: sealed with XChaCha20-Poly1305 under the operator's
+//! key-encryption key (KEK), the `kid` bound as associated data.
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::{KeyPair, KeyState};
+
+/// The key-encryption key. `Debug` does not show it.
+#[derive(Clone)]
+pub struct Kek(Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for Kek {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Kek(..)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    #[error("the key-encryption key must be 32 bytes, base64 or hex encoded")]
+    BadKek,
+    #[error("a sealed key does not open under this key-encryption key (wrong KEK or tampered)")]
+    Open,
+    #[error("a sealed key is malformed")]
+    Malformed,
+}
+
+impl Kek {
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    /// Parses 32 bytes given as base64 (standard or URL-safe) or 64 hex digits.
+    pub fn parse(text: &str) -> Result<Self, SealError> {
+        let text = text.trim();
+        let bytes = Zeroizing::new(
+            decode_hex(text)
+                .or_else(|| STANDARD.decode(text).ok())
+                .or_else(|| B64.decode(text.trim_end_matches('=')).ok())
+                .ok_or(SealError::BadKek)?,
+        );
+        let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| SealError::BadKek)?;
+        Ok(Self::from_bytes(arr))
+    }
+
+    /// Derives a purpose-bound 32-byte subkey (HMAC-free: SHA-256 over KEK ‖ label).
+    pub fn derive(&self, label: &str) -> Zeroizing<[u8; 32]> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"tokend-kek-derive\0");
+        h.update(label.as_bytes());
+        h.update([0]);
+        h.update(self.0.as_slice());
+        Zeroizing::new(h.finalize().into())
+    }
+}
+
+fn decode_hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..32)
+        .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
+        .collect()
+}
+
+/// A private key as it may be written to disk or to the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedKey {
+    pub kid: String,
+    pub state: KeyState,
+    pub created_at_ms: i64,
+    pub nonce: String,
+    pub ciphertext: String,
+}
+
+impl SealedKey {
+    pub fn seal(key: &KeyPair, kek: &Kek) -> Self {
+        let cipher = XChaCha20Poly1305::new(kek.0.as_slice().into());
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut rand::rngs::OsRng);
+        let seed = key.seed();
+        let payload = Payload {
+            msg: seed.as_slice(),
+            aad: key.kid().as_bytes(),
+        };
+        // Encrypting 32 bytes with a valid key and nonce cannot fail.
+        let ciphertext = cipher.encrypt(&nonce, payload).unwrap_or_default();
+        Self {
+            kid: key.kid().to_owned(),
+            state: key.state(),
+            created_at_ms: key.created_at_ms(),
+            nonce: B64.encode(nonce),
+            ciphertext: B64.encode(ciphertext),
+        }
+    }
+
+    pub fn open(&self, kek: &Kek) -> Result<KeyPair, SealError> {
+        let cipher = XChaCha20Poly1305::new(kek.0.as_slice().into());
+        let nonce = B64.decode(&self.nonce).map_err(|_| SealError::Malformed)?;
+        if nonce.len() != 24 {
+            return Err(SealError::Malformed);
+        }
+        let ciphertext = B64.decode(&self.ciphertext).map_err(|_| SealError::Malformed)?;
+        let payload = Payload {
+            msg: &ciphertext,
+            aad: self.kid.as_bytes(),
+        };
+        let seed = Zeroizing::new(
+            cipher
+                .decrypt(XNonce::from_slice(&nonce), payload)
+                .map_err(|_| SealError::Open)?,
+        );
+        let seed: [u8; 32] = seed.as_slice().try_into().map_err(|_| SealError::Malformed)?;
+        let key = KeyPair::from_seed(&seed, self.state, self.created_at_ms);
+        if key.kid() != self.kid {
+            return Err(SealError::Malformed);
+        }
+        Ok(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_round_trip_and_wrong_kek_fails() {
+        let kek = Kek::from_bytes([7; 32]);
+        let key = KeyPair::generate(KeyState::Active, 42);
+        let sealed = SealedKey::seal(&key, &kek);
+        assert!(!sealed.ciphertext.contains(key.x()));
+        let opened = sealed.open(&kek).unwrap();
+        assert_eq!(opened.kid(), key.kid());
+        assert_eq!(opened.x(), key.x());
+        assert!(matches!(
+            sealed.open(&Kek::from_bytes([8; 32])),
+            Err(SealError::Open)
+        ));
+        let mut tampered = sealed.clone();
+        tampered.kid = "other".into();
+        assert!(tampered.open(&kek).is_err());
+    }
+
+    #[test]
+    fn kek_parses_hex_and_base64_only_at_32_bytes() {
+        assert!(Kek::parse(&"ab".repeat(32)).is_ok());
+        assert!(Kek::parse(&STANDARD.encode([1u8; 32])).is_ok());
+        assert!(Kek::parse(&B64.encode([1u8; 32])).is_ok());
+        assert!(Kek::parse("short").is_err());
+        assert!(Kek::parse(&STANDARD.encode([1u8; 16])).is_err());
+        assert_eq!(format!("{:?}", Kek::from_bytes([9; 32])), "Kek(..)");
+    }
+}

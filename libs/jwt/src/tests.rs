@@ -1,0 +1,177 @@
+//! Tests of keys, signing and verification, including the RFC 8037 Appendix A vectors.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use jsonwebtoken::{Algorithm, DecodingKey};
+
+use super::*;
+
+const RFC8037_D: &str = "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A";
+const RFC8037_X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+const RFC8037_THUMBPRINT: &str = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k";
+const RFC8037_SIGNING_INPUT: &str = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc";
+const RFC8037_SIGNATURE: &str =
+    "hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg";
+
+fn rfc_key() -> KeyPair {
+    let seed: [u8; 32] = B64.decode(RFC8037_D).unwrap().try_into().unwrap();
+    KeyPair::from_seed(&seed, KeyState::Active, 0)
+}
+
+#[test]
+fn rfc8037_a1_a3_public_key_and_thumbprint() {
+    let key = rfc_key();
+    assert_eq!(key.x(), RFC8037_X);
+    assert_eq!(key.kid(), RFC8037_THUMBPRINT);
+    let jwk = key.jwk();
+    assert_eq!(jwk["kty"], "OKP");
+    assert_eq!(jwk["crv"], "Ed25519");
+    assert!(jwk.get("d").is_none(), "the JWKS must never carry the private key");
+}
+
+#[test]
+fn rfc8037_a4_a5_sign_and_verify() {
+    let key = rfc_key();
+    let sig =
+        jsonwebtoken::crypto::sign(RFC8037_SIGNING_INPUT.as_bytes(), key.encoding(), Algorithm::EdDSA)
+            .unwrap();
+    assert_eq!(sig, RFC8037_SIGNATURE);
+    let public = DecodingKey::from_ed_components(RFC8037_X).unwrap();
+    let ok = jsonwebtoken::crypto::verify(
+        RFC8037_SIGNATURE,
+        RFC8037_SIGNING_INPUT.as_bytes(),
+        &public,
+        Algorithm::EdDSA,
+    )
+    .unwrap();
+    assert!(ok);
+    let tampered = jsonwebtoken::crypto::verify(
+        RFC8037_SIGNATURE,
+        b"eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmd",
+        &public,
+        Algorithm::EdDSA,
+    )
+    .unwrap_or(false);
+    assert!(!tampered);
+}
+
+fn policy() -> VerifyPolicy {
+    VerifyPolicy {
+        issuer: "https://issuer.test".into(),
+        audiences: vec!["api".into()],
+        leeway_secs: 5,
+    }
+}
+
+fn claims(iat: i64, exp: i64) -> AccessClaims {
+    AccessClaims {
+        iss: "https://issuer.test".into(),
+        sub: "alice".into(),
+        aud: vec!["api".into()],
+        client_id: "app".into(),
+        scope: "read write".into(),
+        jti: "j1".into(),
+        iat,
+        exp,
+        nbf: None,
+    }
+}
+
+fn ring() -> Keyring {
+    Keyring::new(vec![KeyPair::generate(KeyState::Active, 0)])
+}
+
+#[test]
+fn sign_then_verify_round_trip_with_at_jwt_header() {
+    let ring = ring();
+    let token = ring.sign(&claims(1000, 1600)).unwrap();
+    let header = jsonwebtoken::decode_header(&token).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    assert_eq!(header.kid.as_deref(), ring.active().map(|k| k.kid()));
+    let got = policy().verify(&ring, &token, 1100).unwrap();
+    assert_eq!(got, claims(1000, 1600));
+    assert!(got.has_scope("write") && !got.has_scope("wri"));
+}
+
+#[test]
+fn expiry_and_not_before_use_the_given_clock_with_leeway() {
+    let ring = ring();
+    let token = ring.sign(&claims(1000, 1600)).unwrap();
+    assert!(policy().verify(&ring, &token, 1604).is_ok());
+    assert_eq!(policy().verify(&ring, &token, 1605), Err(VerifyError::Expired));
+    assert!(policy().verify(&ring, &token, 996).is_ok());
+    assert_eq!(policy().verify(&ring, &token, 994), Err(VerifyError::NotYetValid));
+}
+
+#[test]
+fn wrong_issuer_audience_key_or_signature_is_rejected() {
+    let ring = ring();
+    let token = ring.sign(&claims(1000, 1600)).unwrap();
+    let mut p = policy();
+    p.issuer = "https://other".into();
+    assert_eq!(p.verify(&ring, &token, 1100), Err(VerifyError::Invalid));
+    let mut p = policy();
+    p.audiences = vec!["billing".into()];
+    assert_eq!(p.verify(&ring, &token, 1100), Err(VerifyError::Invalid));
+    assert_eq!(
+        policy().verify(&self::ring(), &token, 1100),
+        Err(VerifyError::UnknownKey)
+    );
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&B64.decode(&parts[1]).unwrap()).unwrap();
+    body["scope"] = "admin".into();
+    parts[1] = B64.encode(body.to_string());
+    assert_eq!(
+        policy().verify(&ring, &parts.join("."), 1100),
+        Err(VerifyError::Invalid)
+    );
+    assert_eq!(policy().verify(&ring, "not.a.jwt", 1100), Err(VerifyError::Malformed));
+    assert_eq!(policy().verify(&ring, "", 1100), Err(VerifyError::Malformed));
+}
+
+#[test]
+fn other_algorithms_and_types_are_refused() {
+    let ring = ring();
+    let kid = ring.active().unwrap().kid().to_owned();
+    let body = B64.encode(serde_json::to_vec(&claims(1000, 1600)).unwrap());
+    let forge = |header: serde_json::Value| {
+        format!("{}.{}.{}", B64.encode(header.to_string()), body, B64.encode([0u8; 64]))
+    };
+    let hs = forge(serde_json::json!({"alg": "HS256", "typ": "at+jwt", "kid": kid}));
+    assert_eq!(policy().verify(&ring, &hs, 1100), Err(VerifyError::Algorithm));
+    let none = forge(serde_json::json!({"alg": "none", "typ": "at+jwt", "kid": kid}));
+    assert_eq!(policy().verify(&ring, &none, 1100), Err(VerifyError::Malformed));
+    let jwt = forge(serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": kid}));
+    assert_eq!(policy().verify(&ring, &jwt, 1100), Err(VerifyError::Type));
+}
+
+#[test]
+fn keyring_verifies_tokens_of_retired_keys_and_publishes_all() {
+    let mut ring = ring();
+    let old = ring.sign(&claims(1000, 1600)).unwrap();
+    ring.insert(KeyPair::generate(KeyState::Active, 1));
+    ring.insert(KeyPair::generate(KeyState::Next, 2));
+    let states: Vec<_> = ring.keys().iter().map(KeyPair::state).collect();
+    assert_eq!(states, [KeyState::Retired, KeyState::Active, KeyState::Next]);
+    let new = ring.sign(&claims(1000, 1600)).unwrap();
+    assert_ne!(token_kid(&old), token_kid(&new));
+    assert!(policy().verify(&ring, &old, 1100).is_ok());
+    assert!(policy().verify(&ring, &new, 1100).is_ok());
+
+    let jwks = ring.jwks();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 3);
+    let public = PublicKeySet::from_jwks(&jwks);
+    assert!(policy().verify(&public, &old, 1100).is_ok());
+    assert!(policy().verify(&public, &new, 1100).is_ok());
+}
+
+#[test]
+fn aud_may_be_a_single_string() {
+    let c: AccessClaims = serde_json::from_value(serde_json::json!({
+        "iss": "i", "sub": "s", "aud": "api", "client_id": "c", "scope": "",
+        "jti": "j", "iat": 1, "exp": 2
+    }))
+    .unwrap();
+    assert_eq!(c.aud, vec!["api".to_owned()]);
+}
