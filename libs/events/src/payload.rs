@@ -93,8 +93,10 @@ pub struct ClientRegistered {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The client can no longer authenticate, and every token it holds is revoked.
 pub struct ClientDisabled {
     pub client_id: String,
+    pub revoked_before_ms: i64,
 }
 
 /// Every token of the client issued before the watermark is revoked.
@@ -112,8 +114,10 @@ pub struct UserCreated {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The user can no longer log in, and every token issued to them is revoked.
 pub struct UserDisabled {
     pub username: String,
+    pub revoked_before_ms: i64,
 }
 
 /// An access token (and maybe a refresh token) was handed to a client.
