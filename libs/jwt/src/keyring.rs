@@ -62,3 +62,21 @@ impl Keyring {
         serde_json::json!({ "keys": keys })
     }
 }
+
+/// A keyring shared by the signers and verifiers of one process; swapped as keys rotate.
+#[derive(Debug, Default)]
+pub struct SharedKeyring(std::sync::RwLock<Keyring>);
+
+impl SharedKeyring {
+    pub fn new(ring: Keyring) -> Self {
+        Self(std::sync::RwLock::new(ring))
+    }
+
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, Keyring> {
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn write(&self) -> std::sync::RwLockWriteGuard<'_, Keyring> {
+        self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}

@@ -10,7 +10,7 @@ mod verify;
 
 pub use claims::AccessClaims;
 pub use key::{KeyPair, KeyState};
-pub use keyring::{Keyring, KeyringError};
+pub use keyring::{Keyring, KeyringError, SharedKeyring};
 pub use seal::{Kek, SealError, SealedKey};
 pub use verify::{KeyLookup, PublicKeySet, VerifyError, VerifyPolicy, token_kid};
 pub use jsonwebtoken::DecodingKey;

@@ -175,3 +175,12 @@ fn aud_may_be_a_single_string() {
     .unwrap();
     assert_eq!(c.aud, vec!["api".to_owned()]);
 }
+
+#[test]
+fn empty_audience_list_accepts_any_audience() {
+    let ring = ring();
+    let token = ring.sign(&claims(1000, 1600)).unwrap();
+    let mut p = policy();
+    p.audiences.clear();
+    assert!(p.verify(&ring, &token, 1100).is_ok());
+}

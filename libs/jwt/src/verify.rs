@@ -11,7 +11,8 @@ use crate::{ACCESS_TOKEN_TYP, AccessClaims, Keyring};
 #[derive(Debug, Clone)]
 pub struct VerifyPolicy {
     pub issuer: String,
-    /// The token must name at least one of these audiences.
+    /// The token must name at least one of these audiences (empty: any audience, as for
+    /// introspection at the issuer).
     pub audiences: Vec<String>,
     pub leeway_secs: i64,
 }
@@ -118,7 +119,11 @@ impl VerifyPolicy {
         validation.validate_nbf = false;
         validation.required_spec_claims = HashSet::new();
         validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&self.audiences);
+        if self.audiences.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&self.audiences);
+        }
         let claims = jsonwebtoken::decode::<AccessClaims>(token, key, &validation)
             .map_err(|_| VerifyError::Invalid)?
             .claims;

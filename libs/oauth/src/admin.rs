@@ -1,0 +1,210 @@
+//! Administration: clients (the service makes their secrets and shows each once), users
+//! (argon2id), and "revoke everything" for a subject or a client.
+
+use serde::{Deserialize, Serialize};
+use tokend_domain::model::Client;
+use tokend_events::{
+    ClientDisabled, ClientRegistered, ClientRevoked, SubjectRevoked, UserCreated, UserDisabled,
+};
+
+use crate::secrets::{self, Secret};
+use crate::{GRANT_TYPES, OAuthError, Result, TokenService};
+
+/// A client registration request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewClient {
+    /// Chosen by the service when absent.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    pub name: String,
+    pub grant_types: Vec<String>,
+    pub scopes: Vec<String>,
+    /// Scopes granted when a request names none; within `scopes`.
+    #[serde(default)]
+    pub default_scopes: Vec<String>,
+    pub audiences: Vec<String>,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+}
+
+/// The registered client and, this once, its secret.
+#[derive(Serialize)]
+pub struct RegisteredClient {
+    #[serde(flatten)]
+    pub client: Client,
+    pub client_secret: String,
+}
+
+impl std::fmt::Debug for RegisteredClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisteredClient")
+            .field("client", &self.client)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub username: String,
+    pub password: Secret,
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret::new)
+    }
+}
+
+/// Identifiers: 1 to 128 characters of `A-Z a-z 0-9 - _ . @ :`.
+fn valid_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@:".contains(c))
+}
+
+fn bad(msg: impl Into<String>) -> OAuthError {
+    OAuthError::InvalidRequest(msg.into())
+}
+
+impl TokenService {
+    pub async fn register_client(&self, new: NewClient) -> Result<RegisteredClient> {
+        let client_id = new.client_id.unwrap_or_else(secrets::random_id);
+        if !valid_id(&client_id) {
+            return Err(bad("client_id must be 1-128 characters of A-Z a-z 0-9 - _ . @ :"));
+        }
+        if new.name.trim().is_empty() || new.name.len() > 200 {
+            return Err(bad("name must be 1-200 characters"));
+        }
+        if let Some(g) = new.grant_types.iter().find(|g| !GRANT_TYPES.contains(&g.as_str())) {
+            return Err(bad(format!("unsupported grant type '{g}'")));
+        }
+        if new.grant_types.is_empty() {
+            return Err(bad("grant_types must not be empty"));
+        }
+        if let Some(s) = new.scopes.iter().find(|s| s.is_empty() || s.contains(' ')) {
+            return Err(bad(format!("malformed scope '{s}'")));
+        }
+        if let Some(s) = new.default_scopes.iter().find(|s| !new.scopes.contains(s)) {
+            return Err(bad(format!("default scope '{s}' is not among the scopes")));
+        }
+        if new.audiences.is_empty() || new.audiences.iter().any(|a| a.is_empty() || a.contains(' '))
+        {
+            return Err(bad("audiences must be a non-empty list of names without spaces"));
+        }
+        if self.store.client(&client_id).await?.is_some() {
+            return Err(OAuthError::Conflict(format!("client '{client_id}' already exists")));
+        }
+        let secret = secrets::random_token();
+        let event = ClientRegistered {
+            client_id: client_id.clone(),
+            name: new.name,
+            secret_digest: Some(self.hasher.digest(&secret)),
+            grant_types: new.grant_types,
+            scopes: new.scopes,
+            default_scopes: new.default_scopes,
+            audiences: new.audiences,
+            redirect_uris: new.redirect_uris,
+        };
+        self.append(event.clone()).await?;
+        let client = Client {
+            client_id: event.client_id,
+            name: event.name,
+            secret_digest: event.secret_digest,
+            grant_types: event.grant_types,
+            scopes: event.scopes,
+            default_scopes: event.default_scopes,
+            audiences: event.audiences,
+            redirect_uris: event.redirect_uris,
+            disabled: false,
+        };
+        Ok(RegisteredClient {
+            client,
+            client_secret: secret,
+        })
+    }
+
+    pub async fn clients(&self) -> Result<Vec<Client>> {
+        Ok(self.store.clients().await?)
+    }
+
+    pub async fn disable_client(&self, client_id: &str) -> Result<()> {
+        self.store
+            .client(client_id)
+            .await?
+            .ok_or_else(|| OAuthError::NotFound(format!("no client '{client_id}'")))?;
+        self.append(ClientDisabled {
+            client_id: client_id.to_owned(),
+            revoked_before_ms: self.clock.now_ms(),
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub async fn create_user(&self, new: NewUser) -> Result<()> {
+        if !valid_id(&new.username) {
+            return Err(bad("username must be 1-128 characters of A-Z a-z 0-9 - _ . @ :"));
+        }
+        let len = new.password.expose().chars().count();
+        if !(8..=1024).contains(&len) {
+            return Err(bad("password must be 8-1024 characters"));
+        }
+        if self.store.user(&new.username).await?.is_some() {
+            return Err(OAuthError::Conflict(format!("user '{}' already exists", new.username)));
+        }
+        let password = new.password;
+        let hash = tokio::task::spawn_blocking(move || secrets::hash_password(password.expose()))
+            .await
+            .ok()
+            .flatten()
+            .ok_or(OAuthError::Internal)?;
+        self.append(UserCreated {
+            username: new.username,
+            password_hash: hash,
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub async fn disable_user(&self, username: &str) -> Result<()> {
+        self.store
+            .user(username)
+            .await?
+            .ok_or_else(|| OAuthError::NotFound(format!("no user '{username}'")))?;
+        self.append(UserDisabled {
+            username: username.to_owned(),
+            revoked_before_ms: self.clock.now_ms(),
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// "Log out everywhere": every token of `sub` issued up to now.
+    pub async fn revoke_subject(&self, sub: &str) -> Result<()> {
+        if sub.is_empty() {
+            return Err(bad("subject must not be empty"));
+        }
+        self.append(SubjectRevoked {
+            sub: sub.to_owned(),
+            revoked_before_ms: self.clock.now_ms(),
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Every token of the client issued up to now.
+    pub async fn revoke_client_tokens(&self, client_id: &str) -> Result<()> {
+        self.store
+            .client(client_id)
+            .await?
+            .ok_or_else(|| OAuthError::NotFound(format!("no client '{client_id}'")))?;
+        self.append(ClientRevoked {
+            client_id: client_id.to_owned(),
+            revoked_before_ms: self.clock.now_ms(),
+        })
+        .await?;
+        Ok(())
+    }
+}

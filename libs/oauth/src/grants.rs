@@ -1,0 +1,230 @@
+//! The token endpoint's grants (RFC 6749 section 4 and 6): client credentials, refresh with
+//! rotation and reuse detection (RFC 9700), and resource-owner password. The authorization
+//! code grant (a later issue) slots in as one more [`Grant`] variant.
+
+use serde::Serialize;
+use tokend_domain::model::{Client, RefreshStatus};
+use tokend_events::{FamilyRevokeReason, TokenFamilyRevoked};
+
+use crate::secrets::{self, Secret};
+use crate::service::Issue;
+use crate::{ClientCredentials, OAuthError, Result, TokenService, scope};
+
+#[derive(Debug, Clone)]
+pub enum Grant {
+    ClientCredentials,
+    RefreshToken { refresh_token: Secret },
+    Password { username: String, password: Secret },
+}
+
+impl Grant {
+    fn name(&self) -> &'static str {
+        match self {
+            Grant::ClientCredentials => "client_credentials",
+            Grant::RefreshToken { .. } => "refresh_token",
+            Grant::Password { .. } => "password",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenRequest {
+    pub grant: Grant,
+    pub scope: Option<String>,
+    /// Space-separated audiences, within the client's (all of them by default).
+    pub audience: Option<String>,
+}
+
+/// RFC 6749 5.1.
+#[derive(Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    pub scope: String,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenService {
+    /// `POST /oauth/token`.
+    pub async fn token(
+        &self,
+        creds: &ClientCredentials,
+        request: TokenRequest,
+    ) -> Result<TokenResponse> {
+        if matches!(request.grant, Grant::Password { .. }) && !self.settings.password_grant {
+            return Err(OAuthError::UnsupportedGrantType);
+        }
+        let client = self.authenticate(creds).await?;
+        if !client.allows_grant(request.grant.name()) {
+            return Err(OAuthError::UnauthorizedClient(format!(
+                "this client may not use the {} grant",
+                request.grant.name()
+            )));
+        }
+        if client.is_public() {
+            return Err(OAuthError::UnauthorizedClient(
+                "public clients may only use the authorization code grant".into(),
+            ));
+        }
+        let client_audience = || {
+            scope::resolve(
+                request.audience.as_deref(),
+                &client.audiences,
+                &client.audiences,
+                "audience",
+            )
+        };
+        match request.grant {
+            Grant::ClientCredentials => {
+                let scope = scope::resolve(
+                    request.scope.as_deref(),
+                    &client.scopes,
+                    &client.default_scopes,
+                    "scope",
+                )?;
+                self.issue(Issue {
+                    sub: client.client_id.clone(),
+                    client: &client,
+                    scope: scope.join(" "),
+                    aud: client_audience()?,
+                    family_id: secrets::random_id(),
+                    rotated_from: None,
+                    with_refresh: false,
+                })
+                .await
+            }
+            Grant::Password { username, password } => {
+                let aud = client_audience()?;
+                self.password(&client, &username, &password, request.scope.as_deref(), aud)
+                    .await
+            }
+            Grant::RefreshToken { refresh_token } => {
+                let (scope, audience) = (request.scope.as_deref(), request.audience.as_deref());
+                self.refresh(&client, &refresh_token, scope, audience).await
+            }
+        }
+    }
+
+    /// `POST /login`: the password grant on behalf of the configured login client.
+    pub async fn login(&self, username: &str, password: &Secret) -> Result<TokenResponse> {
+        let disabled = || OAuthError::InvalidRequest("/login is not enabled".into());
+        if !self.settings.password_grant {
+            return Err(disabled());
+        }
+        let client_id = self.settings.login_client_id.as_deref().ok_or_else(disabled)?;
+        let client = self
+            .store
+            .client(client_id)
+            .await?
+            .filter(|c| !c.disabled)
+            .ok_or_else(disabled)?;
+        let aud = client.audiences.clone();
+        self.password(&client, username, password, None, aud).await
+    }
+
+    async fn password(
+        &self,
+        client: &Client,
+        username: &str,
+        password: &Secret,
+        requested_scope: Option<&str>,
+        aud: Vec<String>,
+    ) -> Result<TokenResponse> {
+        let scope = scope::resolve(
+            requested_scope,
+            &client.scopes,
+            &client.default_scopes,
+            "scope",
+        )?;
+        let user = self.store.user(username).await?.filter(|u| !u.disabled);
+        let hash = user.as_ref().map(|u| u.password_hash.clone());
+        let password = password.clone();
+        let ok = tokio::task::spawn_blocking(move || {
+            secrets::verify_password(password.expose(), hash.as_deref())
+        })
+        .await
+        .unwrap_or(false);
+        if !ok {
+            return Err(OAuthError::InvalidGrant(
+                "invalid username or password".into(),
+            ));
+        }
+        self.issue(Issue {
+            client,
+            sub: username.to_owned(),
+            scope: scope.join(" "),
+            aud,
+            family_id: secrets::random_id(),
+            rotated_from: None,
+            with_refresh: client.allows_grant("refresh_token"),
+        })
+        .await
+    }
+
+    async fn refresh(
+        &self,
+        client: &Client,
+        refresh_token: &Secret,
+        requested_scope: Option<&str>,
+        requested_audience: Option<&str>,
+    ) -> Result<TokenResponse> {
+        let digest = secrets::refresh_digest(refresh_token.expose());
+        let invalid = || OAuthError::InvalidGrant("the refresh token is invalid".into());
+        let record = match self
+            .store
+            .refresh_status(&digest, self.clock.now_secs())
+            .await?
+        {
+            RefreshStatus::Valid(r) if r.client_id == client.client_id => r,
+            RefreshStatus::Used(r) if r.client_id == client.client_id => {
+                tracing::warn!(
+                    family_id = %r.family_id,
+                    client_id = %r.client_id,
+                    "Refresh token reuse; revoking the token family."
+                );
+                self.append(TokenFamilyRevoked {
+                    family_id: r.family_id,
+                    sub: r.sub,
+                    reason: FamilyRevokeReason::RefreshTokenReuse,
+                })
+                .await?;
+                return Err(OAuthError::InvalidGrant(
+                    "the refresh token was already used; the grant has been revoked".into(),
+                ));
+            }
+            RefreshStatus::Expired => {
+                return Err(OAuthError::InvalidGrant("the refresh token has expired".into()));
+            }
+            _ => return Err(invalid()),
+        };
+        let granted: Vec<String> = record.scope.split(' ').map(str::to_owned).collect();
+        let scope = scope::resolve(requested_scope, &granted, &granted, "scope")?;
+        let aud = scope::resolve(
+            requested_audience,
+            &record.aud,
+            &record.aud,
+            "audience",
+        )?;
+        self.issue(Issue {
+            client,
+            sub: record.sub,
+            scope: scope.join(" "),
+            aud,
+            family_id: record.family_id,
+            rotated_from: Some(digest),
+            with_refresh: true,
+        })
+        .await
+    }
+}

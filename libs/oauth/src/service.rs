@@ -1,0 +1,161 @@
+//! The service object, its settings, and the two steps every change shares: append an event,
+//! and issue a token.
+
+use std::sync::Arc;
+
+use tokend_domain::model::{Client, RevocationQuery};
+use tokend_domain::{Clock, EventLog, LogPosition, StateStore};
+use tokend_events::{Envelope, Event, RefreshIssued, TokenIssued};
+use tokend_jwt::{AccessClaims, SharedKeyring};
+
+use crate::grants::TokenResponse;
+use crate::secrets::{self, SecretHasher};
+use crate::{OAuthError, Result};
+
+/// What the operator configures about tokens.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub issuer: String,
+    pub access_ttl_secs: i64,
+    pub refresh_ttl_secs: i64,
+    /// The resource-owner password grant (and `/login`) is off unless turned on.
+    pub password_grant: bool,
+    pub leeway_secs: i64,
+    /// The client `/login` issues tokens for.
+    pub login_client_id: Option<String>,
+}
+
+pub struct TokenService {
+    pub(crate) log: Arc<dyn EventLog>,
+    pub(crate) store: Arc<dyn StateStore>,
+    pub(crate) keys: Arc<SharedKeyring>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) hasher: SecretHasher,
+    pub(crate) settings: Settings,
+}
+
+impl std::fmt::Debug for TokenService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenService")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one issue puts into a token.
+pub(crate) struct Issue<'a> {
+    pub client: &'a Client,
+    pub sub: String,
+    pub scope: String,
+    pub aud: Vec<String>,
+    pub family_id: String,
+    pub rotated_from: Option<String>,
+    pub with_refresh: bool,
+}
+
+impl TokenService {
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        store: Arc<dyn StateStore>,
+        keys: Arc<SharedKeyring>,
+        clock: Arc<dyn Clock>,
+        hasher: SecretHasher,
+        settings: Settings,
+    ) -> Self {
+        Self {
+            log,
+            store,
+            keys,
+            clock,
+            hasher,
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Appends one event; returns once the log has it durably.
+    pub(crate) async fn append(&self, event: impl Into<Event>) -> Result<LogPosition> {
+        let event = event.into();
+        let envelope = Envelope::new(&event, uuid::Uuid::new_v4(), self.clock.now_ms());
+        Ok(self.log.append(&envelope, event.partition_key()).await?)
+    }
+
+    /// Signs an access token (and makes a refresh token), appends `TokenIssued`, and only then
+    /// hands the tokens out.
+    pub(crate) async fn issue(&self, issue: Issue<'_>) -> Result<TokenResponse> {
+        let now = self.clock.now_secs();
+        let claims = AccessClaims {
+            iss: self.settings.issuer.clone(),
+            sub: issue.sub,
+            aud: issue.aud,
+            client_id: issue.client.client_id.clone(),
+            scope: issue.scope,
+            jti: secrets::random_id(),
+            iat: now,
+            exp: now + self.settings.access_ttl_secs,
+            nbf: None,
+        };
+        let access_token = self.keys.read().sign(&claims).map_err(|e| {
+            tracing::error!(error = %e, "Cannot sign an access token.");
+            OAuthError::Unavailable
+        })?;
+        let refresh_token = issue.with_refresh.then(secrets::random_token);
+        let refresh = refresh_token.as_ref().map(|t| RefreshIssued {
+            digest: secrets::refresh_digest(t),
+            exp: now + self.settings.refresh_ttl_secs,
+        });
+        let AccessClaims {
+            sub,
+            aud,
+            client_id,
+            scope,
+            jti,
+            iat,
+            exp,
+            ..
+        } = claims;
+        self.append(TokenIssued {
+            jti,
+            sub,
+            client_id,
+            scope: scope.clone(),
+            aud,
+            iat,
+            exp,
+            family_id: issue.family_id,
+            refresh,
+            rotated_from: issue.rotated_from,
+        })
+        .await?;
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: self.settings.access_ttl_secs,
+            refresh_token,
+            scope,
+        })
+    }
+
+    /// The revocation lookup for a verified token's claims.
+    pub async fn is_revoked(&self, claims: &AccessClaims) -> Result<bool> {
+        let query = RevocationQuery {
+            jti: claims.jti.clone(),
+            sub: claims.sub.clone(),
+            client_id: claims.client_id.clone(),
+            iat: claims.iat,
+        };
+        Ok(self.store.is_revoked(&query).await?)
+    }
+
+    /// Readiness: a signing key is loaded, the log and the store answer.
+    pub async fn ready(&self) -> std::result::Result<(), String> {
+        if self.keys.read().active().is_none() {
+            return Err("no active signing key".into());
+        }
+        self.log.ping().await.map_err(|e| e.to_string())?;
+        self.store.ping().await.map_err(|e| e.to_string())
+    }
+}

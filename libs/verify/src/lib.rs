@@ -1,0 +1,13 @@
+//! The resource-server SDK. A [`Verifier`] checks an access token the way every validator of
+//! this service must: signature with the key named by `kid` → `typ`/`iss`/`aud`/`exp`/`nbf`
+//! → one revocation lookup. Keys ([`KeySet`]) and revocation state ([`RevocationCheck`]) sit
+//! behind traits, so a token node, a remote resource server and a unit test plug in their own.
+//! With the `axum` feature, [`Bearer`] is an extractor that answers RFC 6750 401s itself.
+
+#[cfg(feature = "axum")]
+mod extract;
+mod verifier;
+
+#[cfg(feature = "axum")]
+pub use extract::{Bearer, BearerRejection};
+pub use verifier::{KeySet, NoRevocation, Rejection, RevocationCheck, Verifier};

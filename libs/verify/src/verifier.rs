@@ -1,0 +1,111 @@
+//! The verifier and its two seams: where keys come from and where revocations are looked up.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokend_domain::Clock;
+use tokend_jwt::{AccessClaims, SharedKeyring, VerifyError, VerifyPolicy};
+
+/// Verification keys by `kid`.
+pub trait KeySet: Send + Sync {
+    fn verify_token(
+        &self,
+        policy: &VerifyPolicy,
+        token: &str,
+        now_secs: i64,
+    ) -> Result<AccessClaims, VerifyError>;
+}
+
+impl KeySet for SharedKeyring {
+    fn verify_token(
+        &self,
+        policy: &VerifyPolicy,
+        token: &str,
+        now_secs: i64,
+    ) -> Result<AccessClaims, VerifyError> {
+        policy.verify(&*self.read(), token, now_secs)
+    }
+}
+
+/// The revocation lookup: one round trip to wherever revocations are projected.
+#[async_trait]
+pub trait RevocationCheck: Send + Sync {
+    /// `Err` when the state cannot be reached: the caller must not accept the token then.
+    async fn is_revoked(&self, claims: &AccessClaims) -> Result<bool, String>;
+}
+
+/// For resource servers that accept revocation only at expiry (signature and claims only).
+#[derive(Debug, Clone, Copy)]
+pub struct NoRevocation;
+
+#[async_trait]
+impl RevocationCheck for NoRevocation {
+    async fn is_revoked(&self, _claims: &AccessClaims) -> Result<bool, String> {
+        Ok(false)
+    }
+}
+
+/// Why a token was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("no bearer token")]
+    Missing,
+    #[error("{0}")]
+    Invalid(#[from] VerifyError),
+    #[error("the token has been revoked")]
+    Revoked,
+    /// Revocation state could not be read: fail closed, but as 503, not as the client's fault.
+    #[error("revocation state is unavailable")]
+    Unavailable,
+}
+
+pub struct Verifier {
+    keys: Arc<dyn KeySet>,
+    revocation: Arc<dyn RevocationCheck>,
+    policy: VerifyPolicy,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    pub fn new(
+        keys: Arc<dyn KeySet>,
+        revocation: Arc<dyn RevocationCheck>,
+        policy: VerifyPolicy,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            keys,
+            revocation,
+            policy,
+            clock,
+        }
+    }
+
+    pub fn policy(&self) -> &VerifyPolicy {
+        &self.policy
+    }
+
+    /// Signature and claims only, no revocation lookup.
+    pub fn check_signature(&self, token: &str) -> Result<AccessClaims, VerifyError> {
+        self.keys
+            .verify_token(&self.policy, token, self.clock.now_secs())
+    }
+
+    /// The whole check.
+    pub async fn verify(&self, token: &str) -> Result<AccessClaims, Rejection> {
+        let claims = self.check_signature(token)?;
+        match self.revocation.is_revoked(&claims).await {
+            Ok(false) => Ok(claims),
+            Ok(true) => Err(Rejection::Revoked),
+            Err(_) => Err(Rejection::Unavailable),
+        }
+    }
+}
