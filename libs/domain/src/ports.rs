@@ -51,8 +51,11 @@ pub trait StateStore: Send + Sync {
     async fn user(&self, username: &str) -> Result<Option<User>, StoreError>;
 
     /// The state of a refresh token by its digest, at `now_secs`.
-    async fn refresh_status(&self, digest: &str, now_secs: i64)
-    -> Result<RefreshStatus, StoreError>;
+    async fn refresh_status(
+        &self,
+        digest: &str,
+        now_secs: i64,
+    ) -> Result<RefreshStatus, StoreError>;
 
     /// Whether the token is revoked (by `jti`, family, subject or client). One round trip.
     async fn is_revoked(&self, query: &RevocationQuery) -> Result<bool, StoreError>;

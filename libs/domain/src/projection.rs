@@ -140,7 +140,11 @@ impl Projection {
         // Two nodes may both accept the same refresh token before either event is applied:
         // the log decides. The first rotation wins; a second one is reuse, and the family dies.
         let mut reuse = false;
-        if let Some(parent) = e.rotated_from.as_ref().and_then(|d| self.refresh.get_mut(d)) {
+        if let Some(parent) = e
+            .rotated_from
+            .as_ref()
+            .and_then(|d| self.refresh.get_mut(d))
+        {
             match &parent.used_by {
                 None => parent.used_by = Some(e.jti.clone()),
                 Some(jti) => reuse = jti != &e.jti,
@@ -165,7 +169,10 @@ impl Projection {
     }
 
     fn revoke_subject(&mut self, sub: &str, revoked_before_ms: i64) {
-        let wm = self.subject_watermarks.entry(sub.to_owned()).or_insert(i64::MIN);
+        let wm = self
+            .subject_watermarks
+            .entry(sub.to_owned())
+            .or_insert(i64::MIN);
         *wm = (*wm).max(revoked_before_ms);
         let families = self.subject_families.get(sub).cloned().unwrap_or_default();
         for f in families {
@@ -179,7 +186,11 @@ impl Projection {
             .entry(client_id.to_owned())
             .or_insert(i64::MIN);
         *wm = (*wm).max(revoked_before_ms);
-        let families = self.client_families.get(client_id).cloned().unwrap_or_default();
+        let families = self
+            .client_families
+            .get(client_id)
+            .cloned()
+            .unwrap_or_default();
         for f in families {
             self.revoke_family(&f);
         }
@@ -193,7 +204,8 @@ impl Projection {
         let (tokens, refresh) = (&self.tokens, &self.refresh);
         let revoked = &self.revoked;
         self.families.retain(|_, f| {
-            f.jtis.retain(|j| tokens.contains_key(j) || revoked.contains_key(j));
+            f.jtis
+                .retain(|j| tokens.contains_key(j) || revoked.contains_key(j));
             f.refresh.retain(|d| refresh.contains_key(d));
             !f.jtis.is_empty() || !f.refresh.is_empty()
         });

@@ -32,7 +32,10 @@ pub struct Envelope {
 pub enum Decoded {
     Known(Event),
     /// A type or version this build does not know: skip it, with a warning.
-    Unknown { kind: String, version: u16 },
+    Unknown {
+        kind: String,
+        version: u16,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -16,5 +16,5 @@
 mod envelope;
 mod payload;
 
-pub use envelope::{Decoded, DecodeError, Envelope, TraceContext};
+pub use envelope::{DecodeError, Decoded, Envelope, TraceContext};
 pub use payload::*;

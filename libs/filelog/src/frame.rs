@@ -17,7 +17,9 @@ pub(crate) fn encode(payload: &[u8], out: &mut Vec<u8>) {
 pub enum FrameError {
     #[error("event log I/O: {0}")]
     Io(#[from] std::io::Error),
-    #[error("event log is damaged at byte {at} (record {index}), before its tail; refusing to start")]
+    #[error(
+        "event log is damaged at byte {at} (record {index}), before its tail; refusing to start"
+    )]
     Corrupt { at: u64, index: u64 },
 }
 

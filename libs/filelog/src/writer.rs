@@ -112,7 +112,9 @@ impl EventLog for FileLog {
         if self.healthy.load(Ordering::Relaxed) {
             Ok(())
         } else {
-            Err(LogError::Unavailable("the last write to the log failed".into()))
+            Err(LogError::Unavailable(
+                "the last write to the log failed".into(),
+            ))
         }
     }
 }

@@ -27,7 +27,11 @@ impl Keyring {
     /// previously active one.
     pub fn insert(&mut self, key: KeyPair) {
         if key.state() == KeyState::Active {
-            for k in self.keys.iter_mut().filter(|k| k.state() == KeyState::Active) {
+            for k in self
+                .keys
+                .iter_mut()
+                .filter(|k| k.state() == KeyState::Active)
+            {
                 k.set_state(KeyState::Retired);
             }
         }
@@ -73,10 +77,14 @@ impl SharedKeyring {
     }
 
     pub fn read(&self) -> std::sync::RwLockReadGuard<'_, Keyring> {
-        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn write(&self) -> std::sync::RwLockWriteGuard<'_, Keyring> {
-        self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

@@ -9,11 +9,11 @@ mod seal;
 mod verify;
 
 pub use claims::AccessClaims;
+pub use jsonwebtoken::DecodingKey;
 pub use key::{KeyPair, KeyState};
 pub use keyring::{Keyring, KeyringError, SharedKeyring};
 pub use seal::{Kek, SealError, SealedKey};
 pub use verify::{KeyLookup, PublicKeySet, VerifyError, VerifyPolicy, token_kid};
-pub use jsonwebtoken::DecodingKey;
 
 /// The JOSE `typ` of an RFC 9068 access token.
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";

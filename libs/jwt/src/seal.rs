@@ -105,7 +105,9 @@ impl SealedKey {
         if nonce.len() != 24 {
             return Err(SealError::Malformed);
         }
-        let ciphertext = B64.decode(&self.ciphertext).map_err(|_| SealError::Malformed)?;
+        let ciphertext = B64
+            .decode(&self.ciphertext)
+            .map_err(|_| SealError::Malformed)?;
         let payload = Payload {
             msg: &ciphertext,
             aad: self.kid.as_bytes(),
@@ -115,7 +117,10 @@ impl SealedKey {
                 .decrypt(XNonce::from_slice(&nonce), payload)
                 .map_err(|_| SealError::Open)?,
         );
-        let seed: [u8; 32] = seed.as_slice().try_into().map_err(|_| SealError::Malformed)?;
+        let seed: [u8; 32] = seed
+            .as_slice()
+            .try_into()
+            .map_err(|_| SealError::Malformed)?;
         let key = KeyPair::from_seed(&seed, self.state, self.created_at_ms);
         if key.kid() != self.kid {
             return Err(SealError::Malformed);

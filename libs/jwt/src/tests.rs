@@ -26,15 +26,21 @@ fn rfc8037_a1_a3_public_key_and_thumbprint() {
     let jwk = key.jwk();
     assert_eq!(jwk["kty"], "OKP");
     assert_eq!(jwk["crv"], "Ed25519");
-    assert!(jwk.get("d").is_none(), "the JWKS must never carry the private key");
+    assert!(
+        jwk.get("d").is_none(),
+        "the JWKS must never carry the private key"
+    );
 }
 
 #[test]
 fn rfc8037_a4_a5_sign_and_verify() {
     let key = rfc_key();
-    let sig =
-        jsonwebtoken::crypto::sign(RFC8037_SIGNING_INPUT.as_bytes(), key.encoding(), Algorithm::EdDSA)
-            .unwrap();
+    let sig = jsonwebtoken::crypto::sign(
+        RFC8037_SIGNING_INPUT.as_bytes(),
+        key.encoding(),
+        Algorithm::EdDSA,
+    )
+    .unwrap();
     assert_eq!(sig, RFC8037_SIGNATURE);
     let public = DecodingKey::from_ed_components(RFC8037_X).unwrap();
     let ok = jsonwebtoken::crypto::verify(
@@ -98,9 +104,15 @@ fn expiry_and_not_before_use_the_given_clock_with_leeway() {
     let ring = ring();
     let token = ring.sign(&claims(1000, 1600)).unwrap();
     assert!(policy().verify(&ring, &token, 1604).is_ok());
-    assert_eq!(policy().verify(&ring, &token, 1605), Err(VerifyError::Expired));
+    assert_eq!(
+        policy().verify(&ring, &token, 1605),
+        Err(VerifyError::Expired)
+    );
     assert!(policy().verify(&ring, &token, 996).is_ok());
-    assert_eq!(policy().verify(&ring, &token, 994), Err(VerifyError::NotYetValid));
+    assert_eq!(
+        policy().verify(&ring, &token, 994),
+        Err(VerifyError::NotYetValid)
+    );
 }
 
 #[test]
@@ -126,8 +138,14 @@ fn wrong_issuer_audience_key_or_signature_is_rejected() {
         policy().verify(&ring, &parts.join("."), 1100),
         Err(VerifyError::Invalid)
     );
-    assert_eq!(policy().verify(&ring, "not.a.jwt", 1100), Err(VerifyError::Malformed));
-    assert_eq!(policy().verify(&ring, "", 1100), Err(VerifyError::Malformed));
+    assert_eq!(
+        policy().verify(&ring, "not.a.jwt", 1100),
+        Err(VerifyError::Malformed)
+    );
+    assert_eq!(
+        policy().verify(&ring, "", 1100),
+        Err(VerifyError::Malformed)
+    );
 }
 
 #[test]
@@ -136,12 +154,23 @@ fn other_algorithms_and_types_are_refused() {
     let kid = ring.active().unwrap().kid().to_owned();
     let body = B64.encode(serde_json::to_vec(&claims(1000, 1600)).unwrap());
     let forge = |header: serde_json::Value| {
-        format!("{}.{}.{}", B64.encode(header.to_string()), body, B64.encode([0u8; 64]))
+        format!(
+            "{}.{}.{}",
+            B64.encode(header.to_string()),
+            body,
+            B64.encode([0u8; 64])
+        )
     };
     let hs = forge(serde_json::json!({"alg": "HS256", "typ": "at+jwt", "kid": kid}));
-    assert_eq!(policy().verify(&ring, &hs, 1100), Err(VerifyError::Algorithm));
+    assert_eq!(
+        policy().verify(&ring, &hs, 1100),
+        Err(VerifyError::Algorithm)
+    );
     let none = forge(serde_json::json!({"alg": "none", "typ": "at+jwt", "kid": kid}));
-    assert_eq!(policy().verify(&ring, &none, 1100), Err(VerifyError::Malformed));
+    assert_eq!(
+        policy().verify(&ring, &none, 1100),
+        Err(VerifyError::Malformed)
+    );
     let jwt = forge(serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": kid}));
     assert_eq!(policy().verify(&ring, &jwt, 1100), Err(VerifyError::Type));
 }
@@ -153,7 +182,10 @@ fn keyring_verifies_tokens_of_retired_keys_and_publishes_all() {
     ring.insert(KeyPair::generate(KeyState::Active, 1));
     ring.insert(KeyPair::generate(KeyState::Next, 2));
     let states: Vec<_> = ring.keys().iter().map(KeyPair::state).collect();
-    assert_eq!(states, [KeyState::Retired, KeyState::Active, KeyState::Next]);
+    assert_eq!(
+        states,
+        [KeyState::Retired, KeyState::Active, KeyState::Next]
+    );
     let new = ring.sign(&claims(1000, 1600)).unwrap();
     assert_ne!(token_kid(&old), token_kid(&new));
     assert!(policy().verify(&ring, &old, 1100).is_ok());

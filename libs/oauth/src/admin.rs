@@ -73,12 +73,18 @@ impl TokenService {
     pub async fn register_client(&self, new: NewClient) -> Result<RegisteredClient> {
         let client_id = new.client_id.unwrap_or_else(secrets::random_id);
         if !valid_id(&client_id) {
-            return Err(bad("client_id must be 1-128 characters of A-Z a-z 0-9 - _ . @ :"));
+            return Err(bad(
+                "client_id must be 1-128 characters of A-Z a-z 0-9 - _ . @ :",
+            ));
         }
         if new.name.trim().is_empty() || new.name.len() > 200 {
             return Err(bad("name must be 1-200 characters"));
         }
-        if let Some(g) = new.grant_types.iter().find(|g| !GRANT_TYPES.contains(&g.as_str())) {
+        if let Some(g) = new
+            .grant_types
+            .iter()
+            .find(|g| !GRANT_TYPES.contains(&g.as_str()))
+        {
             return Err(bad(format!("unsupported grant type '{g}'")));
         }
         if new.grant_types.is_empty() {
@@ -90,12 +96,20 @@ impl TokenService {
         if let Some(s) = new.default_scopes.iter().find(|s| !new.scopes.contains(s)) {
             return Err(bad(format!("default scope '{s}' is not among the scopes")));
         }
-        if new.audiences.is_empty() || new.audiences.iter().any(|a| a.is_empty() || a.contains(' '))
+        if new.audiences.is_empty()
+            || new
+                .audiences
+                .iter()
+                .any(|a| a.is_empty() || a.contains(' '))
         {
-            return Err(bad("audiences must be a non-empty list of names without spaces"));
+            return Err(bad(
+                "audiences must be a non-empty list of names without spaces",
+            ));
         }
         if self.store.client(&client_id).await?.is_some() {
-            return Err(OAuthError::Conflict(format!("client '{client_id}' already exists")));
+            return Err(OAuthError::Conflict(format!(
+                "client '{client_id}' already exists"
+            )));
         }
         let secret = secrets::random_token();
         let event = ClientRegistered {
@@ -145,14 +159,19 @@ impl TokenService {
 
     pub async fn create_user(&self, new: NewUser) -> Result<()> {
         if !valid_id(&new.username) {
-            return Err(bad("username must be 1-128 characters of A-Z a-z 0-9 - _ . @ :"));
+            return Err(bad(
+                "username must be 1-128 characters of A-Z a-z 0-9 - _ . @ :",
+            ));
         }
         let len = new.password.expose().chars().count();
         if !(8..=1024).contains(&len) {
             return Err(bad("password must be 8-1024 characters"));
         }
         if self.store.user(&new.username).await?.is_some() {
-            return Err(OAuthError::Conflict(format!("user '{}' already exists", new.username)));
+            return Err(OAuthError::Conflict(format!(
+                "user '{}' already exists",
+                new.username
+            )));
         }
         let password = new.password;
         let hash = tokio::task::spawn_blocking(move || secrets::hash_password(password.expose()))

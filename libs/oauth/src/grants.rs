@@ -122,7 +122,11 @@ impl TokenService {
         if !self.settings.password_grant {
             return Err(disabled());
         }
-        let client_id = self.settings.login_client_id.as_deref().ok_or_else(disabled)?;
+        let client_id = self
+            .settings
+            .login_client_id
+            .as_deref()
+            .ok_or_else(disabled)?;
         let client = self
             .store
             .client(client_id)
@@ -204,18 +208,15 @@ impl TokenService {
                 ));
             }
             RefreshStatus::Expired => {
-                return Err(OAuthError::InvalidGrant("the refresh token has expired".into()));
+                return Err(OAuthError::InvalidGrant(
+                    "the refresh token has expired".into(),
+                ));
             }
             _ => return Err(invalid()),
         };
         let granted: Vec<String> = record.scope.split(' ').map(str::to_owned).collect();
         let scope = scope::resolve(requested_scope, &granted, &granted, "scope")?;
-        let aud = scope::resolve(
-            requested_audience,
-            &record.aud,
-            &record.aud,
-            "audience",
-        )?;
+        let aud = scope::resolve(requested_audience, &record.aud, &record.aud, "audience")?;
         self.issue(Issue {
             client,
             sub: record.sub,

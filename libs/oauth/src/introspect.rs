@@ -65,7 +65,11 @@ impl TokenService {
             });
         }
         let digest = secrets::refresh_digest(token.expose());
-        match self.store.refresh_status(&digest, self.clock.now_secs()).await? {
+        match self
+            .store
+            .refresh_status(&digest, self.clock.now_secs())
+            .await?
+        {
             RefreshStatus::Valid(r) => Ok(Introspection {
                 active: true,
                 scope: Some(r.scope),

@@ -22,7 +22,8 @@ impl TokenService {
             let done = if as_refresh {
                 self.revoke_refresh(&client.client_id, token).await?
             } else {
-                self.revoke_access(&client.client_id, token.expose()).await?
+                self.revoke_access(&client.client_id, token.expose())
+                    .await?
             };
             if done {
                 break;

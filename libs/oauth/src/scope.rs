@@ -51,7 +51,10 @@ mod tests {
         let allowed = s(&["read", "write"]);
         let default = s(&["read"]);
         assert_eq!(resolve(None, &allowed, &default, "scope").unwrap(), default);
-        assert_eq!(resolve(Some(""), &allowed, &default, "scope").unwrap(), default);
+        assert_eq!(
+            resolve(Some(""), &allowed, &default, "scope").unwrap(),
+            default
+        );
         assert_eq!(
             resolve(Some("write read write"), &allowed, &default, "scope").unwrap(),
             s(&["write", "read"])

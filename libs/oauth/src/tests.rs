@@ -162,7 +162,11 @@ async fn client_credentials_issues_a_verifiable_token_with_default_scope() {
         .token(&h.app, req(Grant::ClientCredentials, None))
         .await
         .unwrap();
-    assert_eq!(h.events(), before + 1, "TokenIssued appended before answering");
+    assert_eq!(
+        h.events(),
+        before + 1,
+        "TokenIssued appended before answering"
+    );
     assert_eq!(resp.scope, "read");
     assert!(resp.refresh_token.is_none());
     let policy = VerifyPolicy {
@@ -173,7 +177,10 @@ async fn client_credentials_issues_a_verifiable_token_with_default_scope() {
     let claims = policy
         .verify(&*h.keys.read(), &resp.access_token, h.clock.now_secs())
         .unwrap();
-    assert_eq!((claims.sub.as_str(), claims.client_id.as_str()), ("app", "app"));
+    assert_eq!(
+        (claims.sub.as_str(), claims.client_id.as_str()),
+        ("app", "app")
+    );
     assert_eq!(claims.exp - claims.iat, 600);
 }
 
@@ -188,7 +195,10 @@ async fn rejected_requests_append_nothing() {
     assert!(matches!(more, Err(OAuthError::InvalidScope(_))));
     let mut wrong = h.app.clone();
     wrong.secret = Some(Secret::new("nope"));
-    let bad = h.svc.token(&wrong, req(Grant::ClientCredentials, None)).await;
+    let bad = h
+        .svc
+        .token(&wrong, req(Grant::ClientCredentials, None))
+        .await;
     assert_eq!(bad.err(), Some(OAuthError::InvalidClient { basic: true }));
     let bad_pw = Grant::Password {
         username: "alice".into(),
@@ -216,7 +226,10 @@ async fn refresh_rotates_and_reuse_revokes_the_whole_family() {
     assert!(matches!(reuse, Err(OAuthError::InvalidGrant(_))));
     assert!(!h.active(&first.access_token).await);
     assert!(!h.active(&second.access_token).await);
-    assert!(h.refresh(&r2).await.is_err(), "the family's newest token dies too");
+    assert!(
+        h.refresh(&r2).await.is_err(),
+        "the family's newest token dies too"
+    );
 }
 
 #[tokio::test]
@@ -258,7 +271,11 @@ async fn subject_revoke_logs_out_everywhere_but_allows_new_logins() {
     h.svc.revoke_subject("alice").await.unwrap();
     assert!(!h.active(&a.access_token).await);
     assert!(!h.active(&b.access_token).await);
-    assert!(h.refresh(b.refresh_token.as_deref().unwrap()).await.is_err());
+    assert!(
+        h.refresh(b.refresh_token.as_deref().unwrap())
+            .await
+            .is_err()
+    );
     let c = h.password().await;
     assert!(h.active(&c.access_token).await);
 }
@@ -279,7 +296,10 @@ async fn expired_tokens_are_inactive() {
 async fn an_unavailable_log_means_no_token() {
     let h = Harness::new().await;
     h.log.down.store(true, Ordering::SeqCst);
-    let r = h.svc.token(&h.app, req(Grant::ClientCredentials, None)).await;
+    let r = h
+        .svc
+        .token(&h.app, req(Grant::ClientCredentials, None))
+        .await;
     assert_eq!(r.err(), Some(OAuthError::Unavailable));
 }
 
@@ -294,7 +314,10 @@ async fn disabled_clients_and_users_lose_their_tokens() {
         Err(OAuthError::InvalidGrant(_))
     ));
     h.svc.disable_client("app").await.unwrap();
-    let r = h.svc.token(&h.app, req(Grant::ClientCredentials, None)).await;
+    let r = h
+        .svc
+        .token(&h.app, req(Grant::ClientCredentials, None))
+        .await;
     assert_eq!(r.err(), Some(OAuthError::InvalidClient { basic: true }));
     assert_eq!(
         h.svc.disable_client("ghost").await.err().map(|e| e.code()),

@@ -63,6 +63,10 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts).ok_or(BearerRejection(Rejection::Missing))?;
         let verifier = Arc::<Verifier>::from_ref(state);
-        verifier.verify(token).await.map(Bearer).map_err(BearerRejection)
+        verifier
+            .verify(token)
+            .await
+            .map(Bearer)
+            .map_err(BearerRejection)
     }
 }

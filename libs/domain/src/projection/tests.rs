@@ -75,8 +75,14 @@ fn rotation_marks_the_parent_used_and_reuse_in_the_log_kills_the_family() {
         issued("a1", "f1", Some("r1"), None),
         issued("a2", "f1", Some("r2"), Some("r1")),
     ]);
-    assert!(matches!(p.refresh_status("r1", 1100), RefreshStatus::Used(_)));
-    assert!(matches!(p.refresh_status("r2", 1100), RefreshStatus::Valid(_)));
+    assert!(matches!(
+        p.refresh_status("r1", 1100),
+        RefreshStatus::Used(_)
+    ));
+    assert!(matches!(
+        p.refresh_status("r2", 1100),
+        RefreshStatus::Valid(_)
+    ));
     assert!(!p.is_revoked(&query("a2", 1000)));
 
     // A second node rotated the same parent before seeing the first rotation.
@@ -104,7 +110,10 @@ fn family_revoke_covers_every_access_and_refresh_token() {
     assert!(p.is_revoked(&query("a1", 1000)) && p.is_revoked(&query("a2", 1000)));
     assert_eq!(p.refresh_status("r2", 1100), RefreshStatus::Revoked);
     assert!(!p.is_revoked(&query("b1", 1000)));
-    assert!(matches!(p.refresh_status("s1", 1100), RefreshStatus::Valid(_)));
+    assert!(matches!(
+        p.refresh_status("s1", 1100),
+        RefreshStatus::Valid(_)
+    ));
 }
 
 #[test]
@@ -121,7 +130,10 @@ fn subject_revoke_catches_indexed_tokens_and_earlier_seconds_only() {
     assert!(p.is_revoked(&query("a1", 1000)));
     // a2 came after the revoke in log order, in the same second: a new session.
     assert!(!p.is_revoked(&query("a2", 1000)));
-    assert!(matches!(p.refresh_status("r2", 1100), RefreshStatus::Valid(_)));
+    assert!(matches!(
+        p.refresh_status("r2", 1100),
+        RefreshStatus::Valid(_)
+    ));
     // A token from an earlier second the index never saw is caught by the watermark.
     assert!(p.is_revoked(&query("unseen", 999)));
     assert!(!p.is_revoked(&query("unseen", 1001)));
@@ -164,7 +176,10 @@ fn client_disable_and_user_disable_revoke_and_lock_out() {
     assert!(p.client("app").unwrap().disabled);
     let mut other = query("x", 2500);
     other.sub = "bob".into();
-    assert!(p.is_revoked(&other), "client watermark applies to every subject");
+    assert!(
+        p.is_revoked(&other),
+        "client watermark applies to every subject"
+    );
 }
 
 #[test]
@@ -181,8 +196,14 @@ fn expiry_of_refresh_tokens_and_pruning() {
     assert_eq!(p.refresh_status("r1", 5000), RefreshStatus::Expired);
     assert_eq!(p.refresh_status("nope", 10), RefreshStatus::Unknown);
     p.prune(1901);
-    assert!(!p.is_revoked(&query("a1", 1000)), "expired entries are dropped");
-    assert!(matches!(p.refresh_status("r1", 2000), RefreshStatus::Valid(_)));
+    assert!(
+        !p.is_revoked(&query("a1", 1000)),
+        "expired entries are dropped"
+    );
+    assert!(matches!(
+        p.refresh_status("r1", 2000),
+        RefreshStatus::Valid(_)
+    ));
     p.prune(6000);
     assert_eq!(p, {
         let mut empty = Projection::default();

@@ -49,7 +49,10 @@ async fn torn_tail_is_truncated_and_appends_continue() {
     drop(log);
     let good_len = std::fs::metadata(&path).unwrap().len();
     // A crash in the middle of the third record: a header and half a payload.
-    let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
     f.write_all(&[20, 0, 0, 0, 1, 2, 3, 4, b'x', b'y']).unwrap();
     drop(f);
 
@@ -84,6 +87,9 @@ async fn a_bad_checksum_on_the_last_record_is_a_torn_tail_but_earlier_is_corrupt
     bytes[last] ^= 0xff;
     bytes[8] ^= 0xff; // inside the first record's payload
     std::fs::write(&path, &bytes).unwrap();
-    assert!(matches!(recover(&path), Err(FrameError::Corrupt { index: 0, .. })));
+    assert!(matches!(
+        recover(&path),
+        Err(FrameError::Corrupt { index: 0, .. })
+    ));
     assert!(FileLog::open(&path, FileLogOptions::default(), Box::new(|_, _| {})).is_err());
 }

@@ -1,0 +1,175 @@
+//! Layered configuration: defaults, then a TOML file, then `TOKEND_SECTION__KEY` environment
+//! variables. Unknown keys are rejected; secrets may come from files (`*_file`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: Server,
+    pub tokens: Tokens,
+    pub grants: Grants,
+    pub seed: Seed,
+    pub storage: Storage,
+    pub keys: Keys,
+    pub admin: Admin,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Server {
+    pub listen_addr: SocketAddr,
+    pub max_body_bytes: usize,
+    /// Origins allowed by CORS; `["*"]` for any. Empty: no CORS headers.
+    pub cors_allowed_origins: Vec<String>,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 16 * 1024,
+            cors_allowed_origins: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Tokens {
+    pub issuer: String,
+    pub access_ttl_secs: i64,
+    pub refresh_ttl_secs: i64,
+    pub leeway_secs: i64,
+    pub jwks_max_age_secs: u64,
+    /// The audience this node's own protected resource (`/api/data`) accepts.
+    pub resource_audience: String,
+}
+
+impl Default for Tokens {
+    fn default() -> Self {
+        Self {
+            issuer: "http://127.0.0.1:8080".into(),
+            access_ttl_secs: 900,
+            refresh_ttl_secs: 14 * 24 * 3600,
+            leeway_secs: 30,
+            jwks_max_age_secs: 300,
+            resource_audience: "api".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Grants {
+    /// The resource-owner password grant (and `/login`). Off unless turned on.
+    pub password: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Seed {
+    /// `POST /login` as in the seed tutorials.
+    pub login_endpoint: bool,
+    /// `GET /api/data`, the sample protected resource.
+    pub sample_api: bool,
+    /// On first start (empty log), create a demo client and a demo user and print their
+    /// secrets once.
+    pub demo: bool,
+    pub login_client_id: String,
+}
+
+impl Default for Seed {
+    fn default() -> Self {
+        Self {
+            login_endpoint: true,
+            sample_api: true,
+            demo: false,
+            login_client_id: "demo-client".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Storage {
+    pub data_dir: PathBuf,
+    /// fsync the event log on every group of appends. Turn off only for throwaway data.
+    pub fsync: bool,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            fsync: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Keys {
+    /// The key-encryption key (32 bytes, base64 or hex). Without one, a development KEK is
+    /// made in the data directory, with a loud warning.
+    pub kek: Option<String>,
+    pub kek_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Admin {
+    /// The bearer token of the admin API. Without one, the admin API refuses every call.
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// Loads the layers; `file` is optional.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            if !file.exists() {
+                bail!("config file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed("TOKEND_").split("__").ignore(&["config"]));
+        let config: Config = figment.extract().context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let t = &self.tokens;
+        if t.access_ttl_secs <= 0 || t.refresh_ttl_secs <= 0 || t.leeway_secs < 0 {
+            bail!("token lifetimes must be positive and the leeway not negative");
+        }
+        if t.issuer.is_empty() {
+            bail!("tokens.issuer must be set");
+        }
+        Ok(())
+    }
+}
+
+/// A secret given inline or through a file (`*_file`), never both.
+pub fn secret(
+    inline: Option<&str>,
+    file: Option<&Path>,
+    name: &str,
+) -> anyhow::Result<Option<String>> {
+    match (inline, file) {
+        (Some(_), Some(_)) => bail!("set {name} or {name}_file, not both"),
+        (Some(v), None) => Ok(Some(v.trim().to_owned())),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .map(|v| Some(v.trim().to_owned()))
+            .with_context(|| format!("cannot read {name}_file {}", f.display())),
+        (None, None) => Ok(None),
+    }
+}

@@ -1,0 +1,110 @@
+//! The admin API, behind the admin bearer token: clients, users, and mass revocation.
+
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use subtle::ConstantTimeEq;
+use tokend_oauth::{NewClient, NewUser};
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::JsonBody;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/clients", get(list_clients).post(register_client))
+        .route("/clients/{client_id}/disable", post(disable_client))
+        .route(
+            "/clients/{client_id}/revoke-tokens",
+            post(revoke_client_tokens),
+        )
+        .route("/users", post(create_user))
+        .route("/users/{username}/disable", post(disable_user))
+        .route("/subjects/{sub}/revoke", post(revoke_subject))
+}
+
+/// Proof that the caller presented the admin token (compared as SHA-256 digests, in constant
+/// time).
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
+        use sha2::{Digest, Sha256};
+        let expected = s.admin_token_digest.ok_or(ApiError::AdminUnauthorized)?;
+        let presented = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| Sha256::digest(token.trim().as_bytes()))
+            .ok_or(ApiError::AdminUnauthorized)?;
+        if bool::from(presented.as_slice().ct_eq(&expected)) {
+            Ok(Admin)
+        } else {
+            Err(ApiError::AdminUnauthorized)
+        }
+    }
+}
+
+async fn register_client(
+    _: Admin,
+    State(s): State<AppState>,
+    JsonBody(new): JsonBody<NewClient>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok((StatusCode::CREATED, Json(s.svc.register_client(new).await?)))
+}
+
+async fn list_clients(_: Admin, State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(s.svc.clients().await?))
+}
+
+async fn disable_client(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(client_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    s.svc.disable_client(&client_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn revoke_client_tokens(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(client_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    s.svc.revoke_client_tokens(&client_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn create_user(
+    _: Admin,
+    State(s): State<AppState>,
+    JsonBody(new): JsonBody<NewUser>,
+) -> Result<StatusCode, ApiError> {
+    s.svc.create_user(new).await?;
+    Ok(StatusCode::CREATED)
+}
+
+async fn disable_user(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(username): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    s.svc.disable_user(&username).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn revoke_subject(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(sub): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    s.svc.revoke_subject(&sub).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

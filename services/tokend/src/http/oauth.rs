@@ -1,0 +1,61 @@
+//! `/oauth/token`, `/oauth/revoke`, `/oauth/introspect`: extract, call the service, map.
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use tokend_oauth::{Grant, OAuthError, TokenRequest};
+
+use super::AppState;
+use super::error::{ApiError, bad_request};
+use super::extract::{OAuthForm, OAuthRequest};
+
+fn grant(form: &OAuthForm) -> Result<Grant, ApiError> {
+    match form.require("grant_type")? {
+        "client_credentials" => Ok(Grant::ClientCredentials),
+        "refresh_token" => Ok(Grant::RefreshToken {
+            refresh_token: form.secret("refresh_token")?,
+        }),
+        "password" => Ok(Grant::Password {
+            username: form.require("username")?.to_owned(),
+            password: form.secret("password")?,
+        }),
+        _ => Err(OAuthError::UnsupportedGrantType.into()),
+    }
+}
+
+pub async fn token(
+    State(s): State<AppState>,
+    req: OAuthRequest,
+) -> Result<impl IntoResponse, ApiError> {
+    let creds = req.client()?;
+    let request = TokenRequest {
+        grant: grant(&req.form)?,
+        scope: req.form.get("scope").map(str::to_owned),
+        audience: req.form.get("audience").map(str::to_owned),
+    };
+    Ok(Json(s.svc.token(&creds, request).await?))
+}
+
+pub async fn revoke(
+    State(s): State<AppState>,
+    req: OAuthRequest,
+) -> Result<impl IntoResponse, ApiError> {
+    let creds = req.client()?;
+    let token = req.form.secret("token")?;
+    s.svc
+        .revoke(&creds, &token, req.form.get("token_type_hint"))
+        .await?;
+    Ok(Json(serde_json::json!({})))
+}
+
+pub async fn introspect(
+    State(s): State<AppState>,
+    req: OAuthRequest,
+) -> Result<impl IntoResponse, ApiError> {
+    let creds = req.client()?;
+    let token = req
+        .form
+        .secret("token")
+        .map_err(|_| bad_request("missing parameter 'token'"))?;
+    Ok(Json(s.svc.introspect(&creds, &token).await?))
+}

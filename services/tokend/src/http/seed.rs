@@ -1,0 +1,34 @@
+//! The seed tutorials' endpoints: `POST /login` (JSON user name and password) and the sample
+//! protected resource `GET /api/data`.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use tokend_oauth::secrets::Secret;
+use tokend_verify::Bearer;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::JsonBody;
+
+#[derive(Deserialize)]
+pub struct Login {
+    username: String,
+    password: String,
+}
+
+pub async fn login(
+    State(s): State<AppState>,
+    JsonBody(body): JsonBody<Login>,
+) -> Result<Json<tokend_oauth::TokenResponse>, ApiError> {
+    let password = Secret::new(body.password);
+    Ok(Json(s.svc.login(&body.username, &password).await?))
+}
+
+pub async fn api_data(Bearer(claims): Bearer) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "data": "This is protected data.",
+        "sub": claims.sub,
+        "scope": claims.scope,
+    }))
+}

@@ -1,0 +1,113 @@
+//! The token node as a library: [`Node::start`] wires configuration, keys, the event log, the
+//! state store and the HTTP router; `main` only adds the listener. Tests build nodes the same
+//! way.
+
+pub mod config;
+mod embedded;
+pub mod http;
+mod keys;
+mod seed;
+mod system_clock;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokend_domain::Clock;
+use tokend_jwt::{SharedKeyring, VerifyPolicy};
+use tokend_memstore::MemoryStore;
+use tokend_oauth::secrets::SecretHasher;
+use tokend_oauth::{Settings, TokenService};
+use tokend_verify::Verifier;
+
+pub use config::Config;
+pub use seed::DemoSecrets;
+pub use system_clock::SystemClock;
+
+/// A wired node.
+pub struct Node {
+    pub router: axum::Router,
+    pub service: Arc<TokenService>,
+    store: Arc<MemoryStore>,
+    clock: Arc<dyn Clock>,
+    /// Secrets of the demo client and user when this start created them (show once).
+    pub demo: Option<DemoSecrets>,
+}
+
+impl Node {
+    pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.storage.data_dir).with_context(|| {
+            format!(
+                "cannot create data dir {}",
+                config.storage.data_dir.display()
+            )
+        })?;
+        let kek = keys::kek(config)?;
+        let keyring = Arc::new(SharedKeyring::new(keys::load_or_create(
+            &config.storage.data_dir,
+            &kek,
+            clock.now_ms(),
+        )?));
+        let (log, store) = embedded::open(&config.storage.data_dir, config.storage.fsync)?;
+        let settings = Settings {
+            issuer: config.tokens.issuer.clone(),
+            access_ttl_secs: config.tokens.access_ttl_secs,
+            refresh_ttl_secs: config.tokens.refresh_ttl_secs,
+            password_grant: config.grants.password,
+            leeway_secs: config.tokens.leeway_secs,
+            login_client_id: Some(config.seed.login_client_id.clone()),
+        };
+        let service = Arc::new(TokenService::new(
+            log,
+            store.clone(),
+            keyring.clone(),
+            clock.clone(),
+            SecretHasher::new(kek.derive("client-secret-digest")),
+            settings,
+        ));
+        let demo = if config.seed.demo {
+            seed::demo(&service, &config.seed.login_client_id).await?
+        } else {
+            None
+        };
+        let verifier = Arc::new(Verifier::new(
+            keyring.clone(),
+            Arc::new(http::ServiceRevocation(service.clone())),
+            VerifyPolicy {
+                issuer: config.tokens.issuer.clone(),
+                audiences: vec![config.tokens.resource_audience.clone()],
+                leeway_secs: config.tokens.leeway_secs,
+            },
+            clock.clone(),
+        ));
+        let admin_token = config::secret(
+            config.admin.token.as_deref(),
+            config.admin.token_file.as_deref(),
+            "admin.token",
+        )?;
+        let router = http::router(
+            http::AppState::new(service.clone(), verifier, keyring, admin_token, config),
+            config,
+        )?;
+        Ok(Self {
+            router,
+            service,
+            store,
+            clock,
+            demo,
+        })
+    }
+
+    /// Drops projection records of expired tokens, forever (spawn it).
+    pub async fn prune_expired(store: Arc<MemoryStore>, clock: Arc<dyn Clock>) {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            store.prune(clock.now_secs());
+        }
+    }
+
+    /// The pruning task's inputs.
+    pub fn pruner(&self) -> impl std::future::Future<Output = ()> + use<> {
+        Self::prune_expired(self.store.clone(), self.clock.clone())
+    }
+}
