@@ -1,0 +1,9 @@
+//! In-process HTTP tests of the token node (one binary: every file in `tests/` links anew).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod admin;
+mod bad_input;
+mod harness;
+mod oauth;
+mod restart;
+mod seed;

@@ -1,0 +1,250 @@
+//! The OAuth endpoints' happy paths and their RFC-defined outcomes.
+
+use axum::http::{StatusCode, header};
+
+use crate::harness::{TestNode, form_request};
+
+#[tokio::test]
+async fn client_credentials_with_basic_and_post_authentication() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = TestNode::start(dir.path()).await;
+    let r = n
+        .form(
+            "/oauth/token",
+            "grant_type=client_credentials&scope=read+write",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.str("token_type"), "Bearer");
+    assert_eq!(r.str("scope"), "read write");
+    assert_eq!(r.json["expires_in"], 900);
+    assert!(r.json.get("refresh_token").is_none());
+    assert_eq!(r.header(header::CACHE_CONTROL), "no-store");
+    assert_eq!(n.data_status(&r.str("access_token")).await, StatusCode::OK);
+
+    let body = format!(
+        "grant_type=client_credentials&client_id={}&client_secret={}",
+        n.client_id, n.client_secret
+    );
+    let r = n.send(form_request("/oauth/token", &body, None)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(
+        r.str("scope"),
+        "read",
+        "no scope parameter: the client's defaults"
+    );
+}
+
+#[tokio::test]
+async fn password_refresh_rotation_and_reuse_detection() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = TestNode::start(dir.path()).await;
+    let first = n.password_grant().await;
+    let r1 = first.str("refresh_token");
+    let second = n
+        .form(
+            "/oauth/token",
+            &format!("grant_type=refresh_token&refresh_token={r1}"),
+        )
+        .await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.json);
+    let r2 = second.str("refresh_token");
+    assert_ne!(r1, r2, "every refresh returns a new refresh token");
+    assert_eq!(
+        n.data_status(&second.str("access_token")).await,
+        StatusCode::OK
+    );
+
+    let reuse = n
+        .form(
+            "/oauth/token",
+            &format!("grant_type=refresh_token&refresh_token={r1}"),
+        )
+        .await;
+    assert_eq!(reuse.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reuse.error(), "invalid_grant");
+    for t in [first.str("access_token"), second.str("access_token")] {
+        assert_eq!(n.data_status(&t).await, StatusCode::UNAUTHORIZED);
+    }
+    let after = n
+        .form(
+            "/oauth/token",
+            &format!("grant_type=refresh_token&refresh_token={r2}"),
+        )
+        .await;
+    assert_eq!(after.error(), "invalid_grant", "the whole family is dead");
+}
+
+#[tokio::test]
+async fn refresh_may_narrow_but_not_widen_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = TestNode::start(dir.path()).await;
+    let body = format!(
+        "grant_type=password&username=demo&password={}&scope=read+write",
+        n.password
+    );
+    let t = n.form("/oauth/token", &body).await;
+    let rt = t.str("refresh_token");
+    let wide = n
+        .form(
+            "/oauth/token",
+            &format!("grant_type=refresh_token&refresh_token={rt}&scope=read+write+admin"),
+        )
+        .await;
+    assert_eq!(wide.error(), "invalid_scope");
+    let narrow = n
+        .form(
+            "/oauth/token",
+            &format!("grant_type=refresh_token&refresh_token={rt}&scope=read"),
+        )
+        .await;
+    assert_eq!(narrow.status, StatusCode::OK, "{}", narrow.json);
+    assert_eq!(narrow.str("scope"), "read");
+}
+
+#[tokio::test]
+async fn revocation_of_access_and_refresh_tokens_rfc7009() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = TestNode::start(dir.path()).await;
+    let t = n.password_grant().await;
+    let (at, rt) = (t.str("access_token"), t.str("refresh_token"));
+
+    let r = n.form("/oauth/revoke", &format!("token={at}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(n.data_status(&at).await, StatusCode::UNAUTHORIZED);
+    assert!(!n.active(&at).await);
+    for body in [format!("token={at}"), "token=unknown-token".into()] {
+        assert_eq!(n.form("/oauth/revoke", &body).await.status, StatusCode::OK);
+    }
+
+    assert!(n.active(&rt).await);
+    let r = n
+        .form(
+            "/oauth/revoke",
+            &format!("token={rt}&token_type_hint=refresh_token"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(!n.active(&rt).await);
+    let refresh = n
+        .form(
+            "/oauth/token",
+            &format!("grant_type=refresh_token&refresh_token={rt}"),
+        )
+        .await;
+    assert_eq!(refresh.error(), "invalid_grant");
+}
+
+#[tokio::test]
+async fn introspection_rfc7662() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = TestNode::start(dir.path()).await;
+    let t = n.password_grant().await;
+    let at = t.str("access_token");
+    let r = n.form("/oauth/introspect", &format!("token={at}")).await;
+    assert_eq!(r.json["active"], true);
+    assert_eq!(r.str("sub"), "demo");
+    assert_eq!(r.str("username"), "demo");
+    assert_eq!(r.str("client_id"), n.client_id);
+    assert_eq!(r.str("scope"), "read");
+    assert_eq!(r.str("token_type"), "Bearer");
+    assert_eq!(r.json["aud"], serde_json::json!(["api"]));
+    assert!(r.json["exp"].as_i64().unwrap() > r.json["iat"].as_i64().unwrap());
+
+    // Unknown, badly signed and expired tokens are inactive, with nothing else said.
+    let mut forged = at.clone();
+    forged.replace_range(forged.len() - 4.., "AAAA");
+    for token in ["nope".to_owned(), forged] {
+        let r = n.form("/oauth/introspect", &format!("token={token}")).await;
+        assert_eq!(r.json, serde_json::json!({"active": false}));
+    }
+    n.clock.advance_secs(901);
+    assert!(!n.active(&at).await);
+    assert_eq!(n.data_status(&at).await, StatusCode::UNAUTHORIZED);
+
+    let anonymous = n
+        .send(form_request(
+            "/oauth/introspect",
+            &format!("token={at}"),
+            None,
+        ))
+        .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(anonymous.error(), "invalid_client");
+}
+
+#[tokio::test]
+async fn metadata_and_jwks() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = TestNode::start(dir.path()).await;
+    let m = n.get("/.well-known/oauth-authorization-server", None).await;
+    assert_eq!(m.str("issuer"), "http://127.0.0.1:8080");
+    assert_eq!(m.str("token_endpoint"), "http://127.0.0.1:8080/oauth/token");
+    assert_eq!(
+        m.str("jwks_uri"),
+        "http://127.0.0.1:8080/.well-known/jwks.json"
+    );
+    assert!(
+        m.json["grant_types_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&"password".into())
+    );
+
+    let j = n.get("/.well-known/jwks.json", None).await;
+    assert_eq!(j.header(header::CACHE_CONTROL), "public, max-age=300");
+    let key = &j.json["keys"][0];
+    assert_eq!(
+        (key["kty"].as_str(), key["crv"].as_str()),
+        (Some("OKP"), Some("Ed25519"))
+    );
+    assert!(key.get("d").is_none());
+
+    // A token's kid is in the JWKS, and the JWKS alone verifies it.
+    let at = n.password_grant().await.str("access_token");
+    let keys = tokend_jwt::PublicKeySet::from_jwks(&j.json);
+    let policy = tokend_jwt::VerifyPolicy {
+        issuer: "http://127.0.0.1:8080".into(),
+        audiences: vec!["api".into()],
+        leeway_secs: 0,
+    };
+    assert!(policy.verify(&keys, &at, 1_800_000_001).is_ok());
+}
+
+#[tokio::test]
+async fn health_readiness_and_cors() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = TestNode::start(dir.path()).await;
+    assert_eq!(n.get("/healthz", None).await.json["status"], "ok");
+    assert_eq!(n.get("/readyz", None).await.json["status"], "ready");
+
+    let preflight = axum::http::Request::builder()
+        .method("OPTIONS")
+        .uri("/oauth/token")
+        .header(header::ORIGIN, "http://app.test")
+        .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = tower::ServiceExt::oneshot(n.node.router.clone(), preflight)
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "http://app.test"
+    );
+    let other = axum::http::Request::builder()
+        .method("OPTIONS")
+        .uri("/oauth/token")
+        .header(header::ORIGIN, "http://evil.test")
+        .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = tower::ServiceExt::oneshot(n.node.router.clone(), other)
+        .await
+        .unwrap();
+    assert!(
+        resp.headers()
+            .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+            .is_none()
+    );
+}
