@@ -37,9 +37,8 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("issue_embedded_fsync");
     group.bench_function("sequential", |b| {
-        b.to_async(&rt).iter(|| async {
-            svc.token(&creds, request()).await.expect("token")
-        })
+        b.to_async(&rt)
+            .iter(|| async { svc.token(&creds, request()).await.expect("token") })
     });
     group.bench_function("concurrent_64", |b| {
         b.to_async(&rt).iter_custom(|iters| {
