@@ -8,5 +8,5 @@ mod ports;
 mod projection;
 
 pub use clock::{Clock, ManualClock};
-pub use ports::{EventLog, LogError, LogPosition, StateStore, StoreError};
+pub use ports::{Applied, EventLog, LogError, LogPosition, StateStore, StoreError};
 pub use projection::Projection;

@@ -6,6 +6,18 @@ use tokend_events::{Envelope, Event};
 
 use crate::model::{Client, RefreshStatus, RevocationQuery, User};
 
+/// What applying one record did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Applied (or, with no event, passed over) and its offset recorded.
+    Applied,
+    /// The offset was applied before: nothing changed.
+    Duplicate,
+    /// Earlier records of the partition are missing (a wiped or new generation of the
+    /// projection): nothing changed; resume reading the partition at `next`.
+    Gap { next: u64 },
+}
+
 /// Where a record sits in the log: the partition and its offset there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LogPosition {
@@ -39,9 +51,15 @@ pub trait EventLog: Send + Sync {
 /// The projection of the log that reads are served from.
 #[async_trait]
 pub trait StateStore: Send + Sync {
-    /// Applies one event at its log position. Applying a position at or below the partition's
-    /// applied offset is a no-op, so redelivery is harmless.
-    async fn apply(&self, position: LogPosition, event: &Event) -> Result<(), StoreError>;
+    /// Applies the record at `position` and records its offset, atomically. `None` records the
+    /// offset of a record with no effect (unknown type, undecodable). Per partition, only the
+    /// next expected offset applies: a redelivered offset is [`Applied::Duplicate`] and a
+    /// later one is [`Applied::Gap`] (the caller seeks back to `next`); neither changes state.
+    async fn apply(
+        &self,
+        position: LogPosition,
+        event: Option<&Event>,
+    ) -> Result<Applied, StoreError>;
 
     /// The next offset to apply on `partition` (0 when nothing was applied).
     async fn next_offset(&self, partition: u32) -> Result<u64, StoreError>;

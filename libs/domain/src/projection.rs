@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use tokend_events::{Event, TokenIssued};
 
-use crate::LogPosition;
 use crate::model::{
     Client, RefreshRecord, RefreshStatus, RevocationQuery, TokenRecord, User, before_watermark,
 };
+use crate::{Applied, LogPosition};
 
 /// One grant's descendants.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,16 +38,24 @@ pub struct Projection {
 }
 
 impl Projection {
-    /// Applies `event` found at `position`; returns `false` when that position was already
-    /// applied (the event is then ignored).
-    pub fn apply(&mut self, position: LogPosition, event: &Event) -> bool {
-        let next = self.next_offsets.entry(position.partition).or_insert(0);
-        if position.offset < *next {
-            return false;
+    /// Applies the record at `position` (`None`: a record with no effect, such as an unknown
+    /// event type, whose offset is still recorded). Records of a partition apply in offset
+    /// order only: an offset already applied is a [`Applied::Duplicate`], one past the next
+    /// expected offset a [`Applied::Gap`]; neither changes anything.
+    pub fn apply(&mut self, position: LogPosition, event: Option<&Event>) -> Applied {
+        let next = self.next_offset(position.partition);
+        if position.offset < next {
+            return Applied::Duplicate;
         }
-        *next = position.offset + 1;
-        self.apply_event(event);
-        true
+        if position.offset > next {
+            return Applied::Gap { next };
+        }
+        self.next_offsets
+            .insert(position.partition, position.offset + 1);
+        if let Some(event) = event {
+            self.apply_event(event);
+        }
+        Applied::Applied
     }
 
     fn apply_event(&mut self, event: &Event) {

@@ -5,7 +5,7 @@ use std::sync::{PoisonError, RwLock};
 
 use async_trait::async_trait;
 use tokend_domain::model::{Client, RefreshStatus, RevocationQuery, User};
-use tokend_domain::{LogPosition, Projection, StateStore, StoreError};
+use tokend_domain::{Applied, LogPosition, Projection, StateStore, StoreError};
 use tokend_events::Event;
 
 #[derive(Debug, Default)]
@@ -15,7 +15,7 @@ pub struct MemoryStore {
 
 impl MemoryStore {
     /// Applies synchronously (the in-process projector calls this in log order).
-    pub fn apply_now(&self, position: LogPosition, event: &Event) -> bool {
+    pub fn apply_now(&self, position: LogPosition, event: Option<&Event>) -> Applied {
         self.projection
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -40,9 +40,12 @@ impl MemoryStore {
 
 #[async_trait]
 impl StateStore for MemoryStore {
-    async fn apply(&self, position: LogPosition, event: &Event) -> Result<(), StoreError> {
-        self.apply_now(position, event);
-        Ok(())
+    async fn apply(
+        &self,
+        position: LogPosition,
+        event: Option<&Event>,
+    ) -> Result<Applied, StoreError> {
+        Ok(self.apply_now(position, event))
     }
 
     async fn next_offset(&self, partition: u32) -> Result<u64, StoreError> {

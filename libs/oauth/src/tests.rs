@@ -35,7 +35,7 @@ impl EventLog for MemLog {
             partition: 0,
             offset: events.len() as u64,
         };
-        self.store.apply_now(pos, &event);
+        self.store.apply_now(pos, Some(&event));
         events.push(event);
         Ok(pos)
     }

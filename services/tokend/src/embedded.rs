@@ -23,10 +23,8 @@ pub fn open(data_dir: &Path, fsync: bool) -> anyhow::Result<(Arc<FileLog>, Arc<M
 /// Decodes one record and applies it; unknown and undecodable records are skipped with a
 /// warning (a newer writer's events must not stop an older reader).
 fn project(store: &MemoryStore, pos: LogPosition, bytes: &[u8]) {
-    match Envelope::from_bytes(bytes).and_then(|e| e.decode()) {
-        Ok(Decoded::Known(event)) => {
-            store.apply_now(pos, &event);
-        }
+    let event = match Envelope::from_bytes(bytes).and_then(|e| e.decode()) {
+        Ok(Decoded::Known(event)) => Some(event),
         Ok(Decoded::Unknown { kind, version }) => {
             tracing::warn!(
                 offset = pos.offset,
@@ -34,9 +32,12 @@ fn project(store: &MemoryStore, pos: LogPosition, bytes: &[u8]) {
                 version,
                 "Skipped an unknown event type."
             );
+            None
         }
         Err(error) => {
             tracing::error!(offset = pos.offset, %error, "Skipped an undecodable record.");
+            None
         }
-    }
+    };
+    store.apply_now(pos, event.as_ref());
 }

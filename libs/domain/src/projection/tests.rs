@@ -3,6 +3,7 @@
 use tokend_events::*;
 
 use super::*;
+use crate::Applied;
 use crate::model::RevocationQuery;
 
 fn pos(offset: u64) -> LogPosition {
@@ -42,7 +43,7 @@ fn query(jti: &str, iat: i64) -> RevocationQuery {
 fn replay(events: &[Event]) -> Projection {
     let mut p = Projection::default();
     for (i, e) in events.iter().enumerate() {
-        p.apply(pos(i as u64), e);
+        p.apply(pos(i as u64), Some(e));
     }
     p
 }
@@ -61,7 +62,7 @@ fn applying_a_position_twice_equals_applying_it_once() {
     let once = replay(&events);
     let mut twice = replay(&events);
     for (i, e) in events.iter().enumerate() {
-        assert!(!twice.apply(pos(i as u64), e));
+        assert_eq!(twice.apply(pos(i as u64), Some(e)), Applied::Duplicate);
     }
     assert_eq!(once, twice);
     assert!(once.is_revoked(&query("a1", 1000)));
@@ -86,7 +87,7 @@ fn rotation_marks_the_parent_used_and_reuse_in_the_log_kills_the_family() {
     assert!(!p.is_revoked(&query("a2", 1000)));
 
     // A second node rotated the same parent before seeing the first rotation.
-    p.apply(pos(2), &issued("a3", "f1", Some("r3"), Some("r1")));
+    p.apply(pos(2), Some(&issued("a3", "f1", Some("r3"), Some("r1"))));
     for jti in ["a1", "a2", "a3"] {
         assert!(p.is_revoked(&query(jti, 1000)), "{jti} must be revoked");
     }
@@ -159,19 +160,19 @@ fn client_disable_and_user_disable_revoke_and_lock_out() {
     assert!(!p.client("app").unwrap().disabled);
     p.apply(
         pos(3),
-        &Event::UserDisabled(UserDisabled {
+        Some(&Event::UserDisabled(UserDisabled {
             username: "alice".into(),
             revoked_before_ms: 2_000_000,
-        }),
+        })),
     );
     assert!(p.user("alice").unwrap().disabled);
     assert!(p.is_revoked(&query("a1", 1000)));
     p.apply(
         pos(4),
-        &Event::ClientDisabled(ClientDisabled {
+        Some(&Event::ClientDisabled(ClientDisabled {
             client_id: "app".into(),
             revoked_before_ms: 3_000_000,
-        }),
+        })),
     );
     assert!(p.client("app").unwrap().disabled);
     let mut other = query("x", 2500);
@@ -210,4 +211,17 @@ fn expiry_of_refresh_tokens_and_pruning() {
         empty.next_offsets.insert(0, 2);
         empty
     });
+}
+
+#[test]
+fn offsets_apply_in_order_only_and_empty_records_advance_them() {
+    let mut p = Projection::default();
+    let e = issued("a1", "f1", None, None);
+    assert_eq!(p.apply(pos(1), Some(&e)), Applied::Gap { next: 0 });
+    assert_eq!(p, Projection::default(), "a gap changes nothing");
+    assert_eq!(p.apply(pos(0), None), Applied::Applied);
+    assert_eq!(p.apply(pos(1), Some(&e)), Applied::Applied);
+    assert_eq!(p.apply(pos(0), None), Applied::Duplicate);
+    assert_eq!(p.next_offset(0), 2);
+    assert!(!p.is_revoked(&query("a1", 1000)));
 }

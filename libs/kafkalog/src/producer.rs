@@ -1,0 +1,131 @@
+//! The producer side: appends that resolve on the broker's acknowledgement.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use tokend_domain::{EventLog, LogError, LogPosition};
+use tokend_events::Envelope;
+
+use crate::KafkaSettings;
+
+pub struct KafkaEventLog {
+    producer: FutureProducer,
+    topic: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for KafkaEventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaEventLog")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The producer configuration every writer of the log uses.
+pub(crate) fn producer_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &settings.bootstrap_servers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("max.in.flight.requests.per.connection", "5")
+        .set("compression.type", &settings.compression)
+        .set("linger.ms", "1")
+        .set("message.timeout.ms", settings.append_timeout_ms.to_string())
+        .set("socket.keepalive.enable", "true");
+    c
+}
+
+impl KafkaEventLog {
+    /// Creates the producer and makes sure the topics exist.
+    pub async fn connect(settings: &KafkaSettings) -> Result<Self, LogError> {
+        crate::ensure_topics(settings, &settings.event_topics()).await?;
+        let producer: FutureProducer = producer_config(settings)
+            .create()
+            .map_err(|e| LogError::Unavailable(format!("kafka producer: {e}")))?;
+        Ok(Self {
+            producer,
+            topic: settings.topic.clone(),
+            timeout: Duration::from_millis(settings.append_timeout_ms),
+        })
+    }
+
+    /// Appends raw bytes to any topic (the projector's dead-letter path).
+    pub async fn send_raw(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        headers: OwnedHeaders,
+    ) -> Result<LogPosition, LogError> {
+        let mut record = FutureRecord::to(topic).payload(payload).headers(headers);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        self.deliver(record).await
+    }
+
+    async fn deliver<K: rdkafka::message::ToBytes + ?Sized>(
+        &self,
+        record: FutureRecord<'_, K, [u8]>,
+    ) -> Result<LogPosition, LogError> {
+        match self.producer.send(record, self.timeout).await {
+            Ok(delivery) => Ok(LogPosition {
+                partition: u32::try_from(delivery.partition).unwrap_or_default(),
+                offset: u64::try_from(delivery.offset).unwrap_or_default(),
+            }),
+            Err((e, _)) => Err(LogError::Unavailable(format!("kafka: {e}"))),
+        }
+    }
+}
+
+#[async_trait]
+impl EventLog for KafkaEventLog {
+    async fn append(&self, envelope: &Envelope, key: &str) -> Result<LogPosition, LogError> {
+        let payload = envelope.to_bytes();
+        let version = envelope.version.to_string();
+        let mut headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "type",
+                value: Some(envelope.kind.as_str()),
+            })
+            .insert(Header {
+                key: "version",
+                value: Some(version.as_str()),
+            });
+        if let Some(trace) = &envelope.trace {
+            headers = headers.insert(Header {
+                key: "traceparent",
+                value: Some(trace.traceparent.as_str()),
+            });
+            if let Some(state) = &trace.tracestate {
+                headers = headers.insert(Header {
+                    key: "tracestate",
+                    value: Some(state.as_str()),
+                });
+            }
+        }
+        let record = FutureRecord::to(&self.topic)
+            .key(key)
+            .payload(payload.as_slice())
+            .headers(headers);
+        self.deliver(record).await
+    }
+
+    async fn ping(&self) -> Result<(), LogError> {
+        let producer = self.producer.clone();
+        let topic = self.topic.clone();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(2))
+                .map(|_| ())
+                .map_err(|e| LogError::Unavailable(format!("kafka metadata: {e}")))
+        })
+        .await
+        .map_err(|e| LogError::Unavailable(e.to_string()))?
+    }
+}

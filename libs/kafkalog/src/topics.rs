@@ -1,0 +1,70 @@
+//! Topic creation at start: create what is missing, leave what exists.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::RDKafkaErrorCode;
+use tokend_domain::LogError;
+
+use crate::KafkaSettings;
+
+/// One topic to make sure of.
+#[derive(Debug, Clone)]
+pub struct TopicSpec {
+    pub name: String,
+    pub compacted: bool,
+}
+
+impl KafkaSettings {
+    /// The event topic and its dead-letter topic.
+    pub fn event_topics(&self) -> Vec<TopicSpec> {
+        [&self.topic, &self.dead_letter_topic]
+            .into_iter()
+            .map(|name| TopicSpec {
+                name: name.clone(),
+                compacted: false,
+            })
+            .collect()
+    }
+}
+
+pub async fn ensure_topics(settings: &KafkaSettings, topics: &[TopicSpec]) -> Result<(), LogError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &settings.bootstrap_servers)
+        .create()
+        .map_err(|e| LogError::Unavailable(format!("kafka admin client: {e}")))?;
+    let min_isr = settings.min_insync_replicas.to_string();
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| {
+            let topic = NewTopic::new(
+                &t.name,
+                settings.partitions,
+                TopicReplication::Fixed(settings.replication_factor),
+            )
+            .set("min.insync.replicas", &min_isr);
+            if t.compacted {
+                topic.set("cleanup.policy", "compact")
+            } else {
+                topic
+            }
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin
+        .create_topics(new.iter(), &options)
+        .await
+        .map_err(|e| LogError::Unavailable(format!("kafka create topics: {e}")))?;
+    for result in results {
+        match result {
+            Ok(name) => tracing::info!(topic = name, "Created topic."),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(LogError::Unavailable(format!("kafka topic {name}: {code}")));
+            }
+        }
+    }
+    Ok(())
+}
