@@ -20,7 +20,8 @@ macro_rules! events {
                 match self { $(Event::$name(_) => $version),* }
             }
 
-            pub(crate) fn to_parts(&self) -> (&'static str, serde_json::Value) {
+            /// The envelope's `type` and the payload as JSON.
+            pub fn to_parts(&self) -> (&'static str, serde_json::Value) {
                 let value = match self {
                     $(Event::$name(p) => serde_json::to_value(p)),*
                 };

@@ -15,18 +15,25 @@ use crate::KafkaSettings;
 pub struct TopicSpec {
     pub name: String,
     pub compacted: bool,
+    /// No time or size retention: the topic is the source of truth.
+    pub keep_forever: bool,
 }
 
 impl KafkaSettings {
     /// The event topic and its dead-letter topic.
     pub fn event_topics(&self) -> Vec<TopicSpec> {
-        [&self.topic, &self.dead_letter_topic]
-            .into_iter()
-            .map(|name| TopicSpec {
-                name: name.clone(),
+        vec![
+            TopicSpec {
+                name: self.topic.clone(),
                 compacted: false,
-            })
-            .collect()
+                keep_forever: true,
+            },
+            TopicSpec {
+                name: self.dead_letter_topic.clone(),
+                compacted: false,
+                keep_forever: false,
+            },
+        ]
     }
 }
 
@@ -45,8 +52,13 @@ pub async fn ensure_topics(settings: &KafkaSettings, topics: &[TopicSpec]) -> Re
                 TopicReplication::Fixed(settings.replication_factor),
             )
             .set("min.insync.replicas", &min_isr);
-            if t.compacted {
+            let topic = if t.compacted {
                 topic.set("cleanup.policy", "compact")
+            } else {
+                topic
+            };
+            if t.keep_forever {
+                topic.set("retention.ms", "-1").set("retention.bytes", "-1")
             } else {
                 topic
             }

@@ -205,12 +205,13 @@ impl TokenService {
         if sub.is_empty() {
             return Err(bad("subject must not be empty"));
         }
-        self.append(SubjectRevoked {
-            sub: sub.to_owned(),
-            revoked_before_ms: self.clock.now_ms(),
-        })
-        .await?;
-        Ok(())
+        let position = self
+            .append(SubjectRevoked {
+                sub: sub.to_owned(),
+                revoked_before_ms: self.clock.now_ms(),
+            })
+            .await?;
+        self.await_consistency(position, None).await
     }
 
     /// Every token of the client issued up to now.
@@ -219,11 +220,12 @@ impl TokenService {
             .client(client_id)
             .await?
             .ok_or_else(|| OAuthError::NotFound(format!("no client '{client_id}'")))?;
-        self.append(ClientRevoked {
-            client_id: client_id.to_owned(),
-            revoked_before_ms: self.clock.now_ms(),
-        })
-        .await?;
-        Ok(())
+        let position = self
+            .append(ClientRevoked {
+                client_id: client_id.to_owned(),
+                revoked_before_ms: self.clock.now_ms(),
+            })
+            .await?;
+        self.await_consistency(position, None).await
     }
 }

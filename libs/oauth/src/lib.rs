@@ -21,6 +21,7 @@ pub use client_auth::ClientCredentials;
 pub use error::{OAuthError, Result};
 pub use grants::{Grant, TokenRequest, TokenResponse};
 pub use introspect::Introspection;
+pub use revoke::Consistency;
 pub use service::{Settings, TokenService};
 
 /// Grant types this build implements.

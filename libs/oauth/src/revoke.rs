@@ -1,12 +1,14 @@
 //! Revocation (RFC 7009). Unknown, expired, foreign and already-revoked tokens all answer
-//! success, so the endpoint tells a caller nothing about tokens it does not hold.
+//! success, so the endpoint tells a caller nothing about tokens it does not hold. A revocation
+//! answers once durable in the log, or (strict mode) once the projection has applied it.
 
+use tokend_domain::LogPosition;
 use tokend_domain::model::RefreshStatus;
 use tokend_events::{FamilyRevokeReason, TokenFamilyRevoked, TokenRevoked};
 use tokend_jwt::{AccessClaims, VerifyPolicy};
 
 use crate::secrets::{self, Secret};
-use crate::{ClientCredentials, Result, TokenService};
+use crate::{ClientCredentials, OAuthError, Result, TokenService};
 
 impl TokenService {
     /// `POST /oauth/revoke`. A refresh token revokes its whole grant (RFC 7009 2.1).
@@ -15,17 +17,21 @@ impl TokenService {
         creds: &ClientCredentials,
         token: &Secret,
         hint: Option<&str>,
+        consistency: Option<Consistency>,
     ) -> Result<()> {
         let client = self.authenticate(creds).await?;
         let refresh_first = hint == Some("refresh_token");
         for as_refresh in [refresh_first, !refresh_first] {
-            let done = if as_refresh {
+            let outcome = if as_refresh {
                 self.revoke_refresh(&client.client_id, token).await?
             } else {
                 self.revoke_access(&client.client_id, token.expose())
                     .await?
             };
-            if done {
+            if let Found::Yes(position) = outcome {
+                if let Some(position) = position {
+                    self.await_consistency(position, consistency).await?;
+                }
                 break;
             }
         }
@@ -44,41 +50,104 @@ impl TokenService {
             .ok()
     }
 
-    /// `true` when `token` was an access token of ours (revoked now or already).
-    async fn revoke_access(&self, client_id: &str, token: &str) -> Result<bool> {
+    async fn revoke_access(&self, client_id: &str, token: &str) -> Result<Found> {
         let Some(claims) = self.own_access_token(token) else {
-            return Ok(false);
+            return Ok(Found::No);
         };
         if claims.client_id != client_id || self.is_revoked(&claims).await? {
-            return Ok(true);
+            return Ok(Found::Yes(None));
         }
-        self.append(TokenRevoked {
-            jti: claims.jti,
-            sub: claims.sub,
-            client_id: claims.client_id,
-            exp: claims.exp,
-        })
-        .await?;
-        Ok(true)
+        let position = self
+            .append(TokenRevoked {
+                jti: claims.jti,
+                sub: claims.sub,
+                client_id: claims.client_id,
+                exp: claims.exp,
+            })
+            .await?;
+        Ok(Found::Yes(Some(position)))
     }
 
-    /// `true` when `token` was a live refresh token of ours.
-    async fn revoke_refresh(&self, client_id: &str, token: &Secret) -> Result<bool> {
+    async fn revoke_refresh(&self, client_id: &str, token: &Secret) -> Result<Found> {
         let digest = secrets::refresh_digest(token.expose());
         let now = self.clock.now_secs();
         let record = match self.store.refresh_status(&digest, now).await? {
             RefreshStatus::Valid(r) | RefreshStatus::Used(r) => r,
-            RefreshStatus::Revoked | RefreshStatus::Expired => return Ok(true),
-            RefreshStatus::Unknown => return Ok(false),
+            RefreshStatus::Revoked | RefreshStatus::Expired => return Ok(Found::Yes(None)),
+            RefreshStatus::Unknown => return Ok(Found::No),
         };
-        if record.client_id == client_id {
-            self.append(TokenFamilyRevoked {
+        if record.client_id != client_id {
+            return Ok(Found::Yes(None));
+        }
+        let position = self
+            .append(TokenFamilyRevoked {
                 family_id: record.family_id,
                 sub: record.sub,
                 reason: FamilyRevokeReason::RevokedByClient,
             })
             .await?;
+        Ok(Found::Yes(Some(position)))
+    }
+
+    /// With [`Consistency::Applied`], returns only once the projection has applied the record
+    /// at `position`, so no validator can accept the token afterwards; waits at most
+    /// `Settings::applied_timeout`, then answers `Unavailable` (the revocation itself is
+    /// durable and will apply).
+    pub(crate) async fn await_consistency(
+        &self,
+        position: LogPosition,
+        consistency: Option<Consistency>,
+    ) -> Result<()> {
+        if consistency.unwrap_or(self.settings.revocation_consistency) == Consistency::Durable {
+            return Ok(());
         }
-        Ok(true)
+        let wait = async {
+            let mut pause = std::time::Duration::from_millis(1);
+            loop {
+                if self.store.next_offset(position.partition).await? > position.offset {
+                    return Ok::<(), OAuthError>(());
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(20));
+            }
+        };
+        match tokio::time::timeout(self.settings.applied_timeout, wait).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!(
+                    partition = position.partition,
+                    offset = position.offset,
+                    "Revocation is durable but the projection has not applied it in time."
+                );
+                Err(OAuthError::Unavailable)
+            }
+        }
+    }
+}
+
+/// Whether a token was ours, and where its revocation landed in the log (if one was needed).
+enum Found {
+    No,
+    Yes(Option<LogPosition>),
+}
+
+/// When a revocation answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Consistency {
+    /// Once the event is durable in the log (default).
+    #[default]
+    Durable,
+    /// Once the projection has applied it: no validator accepts the token afterwards.
+    Applied,
+}
+
+impl Consistency {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "durable" => Some(Self::Durable),
+            "applied" => Some(Self::Applied),
+            _ => None,
+        }
     }
 }

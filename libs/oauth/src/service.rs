@@ -23,6 +23,10 @@ pub struct Settings {
     pub leeway_secs: i64,
     /// The client `/login` issues tokens for.
     pub login_client_id: Option<String>,
+    /// When revocations answer, unless a request says otherwise.
+    pub revocation_consistency: crate::Consistency,
+    /// How long a strict revocation waits for the projection.
+    pub applied_timeout: std::time::Duration,
 }
 
 pub struct TokenService {

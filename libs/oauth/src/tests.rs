@@ -77,6 +77,8 @@ impl Harness {
                 password_grant: true,
                 leeway_secs: 0,
                 login_client_id: Some("app".into()),
+                revocation_consistency: Consistency::Applied,
+                applied_timeout: std::time::Duration::from_secs(1),
             },
         );
         let reg = svc
@@ -237,18 +239,23 @@ async fn revoking_access_and_refresh_tokens() {
     let h = Harness::new().await;
     let t = h.password().await;
     h.svc
-        .revoke(&h.app, &Secret::new(&t.access_token), None)
+        .revoke(&h.app, &Secret::new(&t.access_token), None, None)
         .await
         .unwrap();
     assert!(!h.active(&t.access_token).await);
     let n = h.events();
     // Revoking again, or revoking garbage, succeeds and appends nothing.
     h.svc
-        .revoke(&h.app, &Secret::new(&t.access_token), Some("access_token"))
+        .revoke(
+            &h.app,
+            &Secret::new(&t.access_token),
+            Some("access_token"),
+            None,
+        )
         .await
         .unwrap();
     h.svc
-        .revoke(&h.app, &Secret::new("garbage"), None)
+        .revoke(&h.app, &Secret::new("garbage"), None, None)
         .await
         .unwrap();
     assert_eq!(h.events(), n);
@@ -256,7 +263,7 @@ async fn revoking_access_and_refresh_tokens() {
     let r = t.refresh_token.unwrap();
     assert!(h.active(&r).await);
     h.svc
-        .revoke(&h.app, &Secret::new(&r), Some("refresh_token"))
+        .revoke(&h.app, &Secret::new(&r), Some("refresh_token"), None)
         .await
         .unwrap();
     assert!(!h.active(&r).await);

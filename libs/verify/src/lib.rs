@@ -2,12 +2,17 @@
 //! this service must: signature with the key named by `kid` → `typ`/`iss`/`aud`/`exp`/`nbf`
 //! → one revocation lookup. Keys ([`KeySet`]) and revocation state ([`RevocationCheck`]) sit
 //! behind traits, so a token node, a remote resource server and a unit test plug in their own.
-//! With the `axum` feature, [`Bearer`] is an extractor that answers RFC 6750 401s itself.
+//! With the `axum` feature, [`Bearer`] is an extractor that answers RFC 6750 401s itself; with
+//! `remote`, [`RemoteKeys`] discovers and caches an issuer's JWKS for a remote resource server.
 
 #[cfg(feature = "axum")]
 mod extract;
+#[cfg(feature = "remote")]
+mod remote;
 mod verifier;
 
 #[cfg(feature = "axum")]
 pub use extract::{Bearer, BearerRejection};
+#[cfg(feature = "remote")]
+pub use remote::{RemoteError, RemoteKeys, RemoteOptions};
 pub use verifier::{KeySet, NoRevocation, Rejection, RevocationCheck, Verifier};

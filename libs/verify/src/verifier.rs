@@ -7,6 +7,7 @@ use tokend_domain::Clock;
 use tokend_jwt::{AccessClaims, SharedKeyring, VerifyError, VerifyPolicy};
 
 /// Verification keys by `kid`.
+#[async_trait]
 pub trait KeySet: Send + Sync {
     fn verify_token(
         &self,
@@ -14,8 +15,18 @@ pub trait KeySet: Send + Sync {
         token: &str,
         now_secs: i64,
     ) -> Result<AccessClaims, VerifyError>;
+
+    /// Called before each verification: a cached remote key set refetches once expired.
+    async fn refresh_if_stale(&self) {}
+
+    /// Called when a token names an unknown `kid`; `true` when the keys were refetched (a
+    /// remote key set rate-limits this).
+    async fn refresh_for_unknown_kid(&self) -> bool {
+        false
+    }
 }
 
+#[async_trait]
 impl KeySet for SharedKeyring {
     fn verify_token(
         &self,
@@ -101,7 +112,13 @@ impl Verifier {
 
     /// The whole check.
     pub async fn verify(&self, token: &str) -> Result<AccessClaims, Rejection> {
-        let claims = self.check_signature(token)?;
+        self.keys.refresh_if_stale().await;
+        let claims = match self.check_signature(token) {
+            Err(VerifyError::UnknownKey) if self.keys.refresh_for_unknown_kid().await => {
+                self.check_signature(token)?
+            }
+            other => other?,
+        };
         match self.revocation.is_revoked(&claims).await {
             Ok(false) => Ok(claims),
             Ok(true) => Err(Rejection::Revoked),

@@ -19,6 +19,39 @@ pub struct Config {
     pub storage: Storage,
     pub keys: Keys,
     pub admin: Admin,
+    pub kafka: tokend_kafka::KafkaSettings,
+    pub redis: tokend_redis::RedisSettings,
+    pub revocation: Revocation,
+}
+
+/// Where events and the projection live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// One process: the file log under `storage.data_dir` and the projection in memory.
+    #[default]
+    Embedded,
+    /// Many nodes: the log in Kafka (`[kafka]`), the projection in Redis (`[redis]`), kept by
+    /// the separate projector service.
+    Cluster,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Revocation {
+    /// `durable`: a revocation answers once its event is in the log; `applied`: once the
+    /// projection has applied it (requests may ask with `consistency=applied`).
+    pub consistency: tokend_oauth::Consistency,
+    pub applied_timeout_ms: u64,
+}
+
+impl Default for Revocation {
+    fn default() -> Self {
+        Self {
+            consistency: tokend_oauth::Consistency::Durable,
+            applied_timeout_ms: 5000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -99,6 +132,8 @@ impl Default for Seed {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Storage {
+    pub backend: Backend,
+    /// The embedded log, and the sealed signing keys (every backend).
     pub data_dir: PathBuf,
     /// fsync the event log on every group of appends. Turn off only for throwaway data.
     pub fsync: bool,
@@ -107,6 +142,7 @@ pub struct Storage {
 impl Default for Storage {
     fn default() -> Self {
         Self {
+            backend: Backend::Embedded,
             data_dir: PathBuf::from("data"),
             fsync: true,
         }

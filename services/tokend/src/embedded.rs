@@ -1,15 +1,55 @@
-//! The embedded backends: the file log, and the in-memory store fed in log order by an
-//! in-process projector (first the replay of the file, then each durable append).
+//! The backends: embedded (the file log, and the in-memory store fed in log order by an
+//! in-process projector: first the replay of the file, then each durable append) or cluster
+//! (Kafka and Redis).
 
 use std::path::Path;
 use std::sync::Arc;
 
-use tokend_domain::LogPosition;
+use anyhow::Context;
+use tokend_domain::{EventLog, LogPosition, StateStore};
+use tokend_kafka::KafkaEventLog;
+use tokend_redis::RedisStore;
+
+use crate::config::{Backend, Config};
 use tokend_events::{Decoded, Envelope};
 use tokend_filelog::{FileLog, FileLogOptions};
 use tokend_memstore::MemoryStore;
 
-pub fn open(data_dir: &Path, fsync: bool) -> anyhow::Result<(Arc<FileLog>, Arc<MemoryStore>)> {
+/// The log and the store a node runs on.
+pub struct Backends {
+    pub log: Arc<dyn EventLog>,
+    pub store: Arc<dyn StateStore>,
+    /// The embedded store, which the node prunes itself.
+    pub memory: Option<Arc<MemoryStore>>,
+}
+
+pub async fn open(config: &Config) -> anyhow::Result<Backends> {
+    match config.storage.backend {
+        Backend::Embedded => {
+            let (log, store) = open_embedded(&config.storage.data_dir, config.storage.fsync)?;
+            Ok(Backends {
+                log,
+                store: store.clone(),
+                memory: Some(store),
+            })
+        }
+        Backend::Cluster => {
+            let log = KafkaEventLog::connect(&config.kafka)
+                .await
+                .context("connecting to Kafka")?;
+            let store = RedisStore::connect(&config.redis.url, &config.redis.key_prefix)
+                .await
+                .context("connecting to Redis")?;
+            Ok(Backends {
+                log: Arc::new(log),
+                store: Arc::new(store),
+                memory: None,
+            })
+        }
+    }
+}
+
+fn open_embedded(data_dir: &Path, fsync: bool) -> anyhow::Result<(Arc<FileLog>, Arc<MemoryStore>)> {
     let store = Arc::new(MemoryStore::default());
     let sink_store = store.clone();
     let log = FileLog::open(

@@ -27,7 +27,7 @@ pub use system_clock::SystemClock;
 pub struct Node {
     pub router: axum::Router,
     pub service: Arc<TokenService>,
-    store: Arc<MemoryStore>,
+    memory: Option<Arc<MemoryStore>>,
     clock: Arc<dyn Clock>,
     /// Secrets of the demo client and user when this start created them (show once).
     pub demo: Option<DemoSecrets>,
@@ -47,7 +47,7 @@ impl Node {
             &kek,
             clock.now_ms(),
         )?));
-        let (log, store) = embedded::open(&config.storage.data_dir, config.storage.fsync)?;
+        let backends = embedded::open(config).await?;
         let settings = Settings {
             issuer: config.tokens.issuer.clone(),
             access_ttl_secs: config.tokens.access_ttl_secs,
@@ -55,10 +55,12 @@ impl Node {
             password_grant: config.grants.password,
             leeway_secs: config.tokens.leeway_secs,
             login_client_id: Some(config.seed.login_client_id.clone()),
+            revocation_consistency: config.revocation.consistency,
+            applied_timeout: std::time::Duration::from_millis(config.revocation.applied_timeout_ms),
         };
         let service = Arc::new(TokenService::new(
-            log,
-            store.clone(),
+            backends.log,
+            backends.store,
             keyring.clone(),
             clock.clone(),
             SecretHasher::new(kek.derive("client-secret-digest")),
@@ -91,23 +93,23 @@ impl Node {
         Ok(Self {
             router,
             service,
-            store,
+            memory: backends.memory,
             clock,
             demo,
         })
     }
 
-    /// Drops projection records of expired tokens, forever (spawn it).
-    pub async fn prune_expired(store: Arc<MemoryStore>, clock: Arc<dyn Clock>) {
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
-        loop {
-            every.tick().await;
-            store.prune(clock.now_secs());
-        }
-    }
-
-    /// The pruning task's inputs.
+    /// Drops embedded projection records of expired tokens, forever (spawn it). Redis
+    /// expires its keys by itself.
     pub fn pruner(&self) -> impl std::future::Future<Output = ()> + use<> {
-        Self::prune_expired(self.store.clone(), self.clock.clone())
+        let (memory, clock) = (self.memory.clone(), self.clock.clone());
+        async move {
+            let Some(store) = memory else { return };
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                store.prune(clock.now_secs());
+            }
+        }
     }
 }

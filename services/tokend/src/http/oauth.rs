@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
-use tokend_oauth::{Grant, OAuthError, TokenRequest};
+use tokend_oauth::{Consistency, Grant, OAuthError, TokenRequest};
 
 use super::AppState;
 use super::error::{ApiError, bad_request};
@@ -42,9 +42,15 @@ pub async fn revoke(
 ) -> Result<impl IntoResponse, ApiError> {
     let creds = req.client()?;
     let token = req.form.secret("token")?;
-    s.svc
-        .revoke(&creds, &token, req.form.get("token_type_hint"))
-        .await?;
+    let consistency = match req.form.get("consistency") {
+        None => None,
+        Some(c) => Some(
+            Consistency::parse(c)
+                .ok_or_else(|| bad_request("consistency must be 'durable' or 'applied'"))?,
+        ),
+    };
+    let hint = req.form.get("token_type_hint");
+    s.svc.revoke(&creds, &token, hint, consistency).await?;
     Ok(Json(serde_json::json!({})))
 }
 

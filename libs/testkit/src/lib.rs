@@ -1,0 +1,131 @@
+//! Integration-test fixtures: real Apache Kafka (KRaft) and real Redis, each in a container
+//! built locally by `infra/docker/build-images.sh`, on the host network, listening on
+//! 127.0.0.1 at ports chosen here. One Kafka and one Redis are shared by every test of a test
+//! binary (started lazily); tests isolate themselves by topic, consumer group and key prefix
+//! ([`unique`]). Fault tests take a private container ([`Kafka::start`], [`Redis::start`]) and
+//! stop, start, pause or unpause it. Containers carry the label `tokend-test=1`; the test script
+//! removes leftovers by that label.
+
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::Duration;
+
+use testcontainers::core::WaitFor;
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+use tokio::sync::OnceCell;
+
+pub const REDIS_IMAGE: (&str, &str) = ("tokend-test/redis", "7");
+pub const KAFKA_IMAGE: (&str, &str) = ("tokend-test/kafka", "3.9");
+const LABEL: &str = "tokend-test";
+
+/// A name no other test uses: for topics, consumer groups and key prefixes.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A port free on 127.0.0.1 right now.
+#[allow(clippy::expect_used)]
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Runs `docker <verb> <id>` (stop, start, pause, unpause, kill).
+#[allow(clippy::expect_used, clippy::panic)]
+pub fn docker(verb: &str, id: &str) {
+    let status = Command::new("docker")
+        .args([verb, id])
+        .status()
+        .expect("the docker CLI runs");
+    if !status.success() {
+        panic!("docker {verb} {id} failed");
+    }
+}
+
+pub struct Redis {
+    pub url: String,
+    pub port: u16,
+    container: ContainerAsync<GenericImage>,
+}
+
+impl Redis {
+    /// A private Redis.
+    #[allow(clippy::expect_used)]
+    pub async fn start() -> Self {
+        let port = free_port();
+        let container = GenericImage::new(REDIS_IMAGE.0, REDIS_IMAGE.1)
+            .with_wait_for(WaitFor::message_on_stdout("Ready to accept connections"))
+            .with_network("host")
+            .with_label(LABEL, "1")
+            .with_cmd([
+                "redis-server".to_owned(),
+                "--bind".into(),
+                "127.0.0.1".into(),
+                "--port".into(),
+                port.to_string(),
+                "--save".into(),
+                String::new(),
+                "--appendonly".into(),
+                "no".into(),
+            ])
+            .start()
+            .await
+            .expect("the Redis test image starts (run infra/docker/build-images.sh)");
+        Self {
+            url: format!("redis://127.0.0.1:{port}"),
+            port,
+            container,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        self.container.id()
+    }
+}
+
+pub struct Kafka {
+    pub bootstrap: String,
+    container: ContainerAsync<GenericImage>,
+}
+
+impl Kafka {
+    /// A private single-node KRaft broker.
+    #[allow(clippy::expect_used)]
+    pub async fn start() -> Self {
+        let (broker, controller) = (free_port(), free_port());
+        let container = GenericImage::new(KAFKA_IMAGE.0, KAFKA_IMAGE.1)
+            .with_wait_for(WaitFor::message_on_stdout("Kafka Server started"))
+            .with_network("host")
+            .with_label(LABEL, "1")
+            .with_env_var("KAFKA_BROKER_PORT", broker.to_string())
+            .with_env_var("KAFKA_CONTROLLER_PORT", controller.to_string())
+            .with_startup_timeout(Duration::from_secs(120))
+            .start()
+            .await
+            .expect("the Kafka test image starts (run infra/docker/build-images.sh)");
+        Self {
+            bootstrap: format!("127.0.0.1:{broker}"),
+            container,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        self.container.id()
+    }
+}
+
+static SHARED_REDIS: OnceCell<Redis> = OnceCell::const_new();
+static SHARED_KAFKA: OnceCell<Kafka> = OnceCell::const_new();
+
+/// The Redis shared by this test binary.
+pub async fn redis() -> &'static Redis {
+    SHARED_REDIS.get_or_init(Redis::start).await
+}
+
+/// The Kafka shared by this test binary.
+pub async fn kafka() -> &'static Kafka {
+    SHARED_KAFKA.get_or_init(Kafka::start).await
+}

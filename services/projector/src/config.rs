@@ -1,0 +1,61 @@
+//! Layered configuration: defaults, a TOML file, then `PROJECTOR_SECTION__KEY` variables.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+use tokend_kafka::KafkaSettings;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub kafka: KafkaSettings,
+    pub redis: RedisSettings,
+    pub group_id: String,
+    /// Prometheus text metrics at `/metrics`; empty to turn off.
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    pub url: String,
+    pub key_prefix: String,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            key_prefix: "tokend".into(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            kafka: KafkaSettings::default(),
+            redis: RedisSettings::default(),
+            group_id: "tokend-projector".into(),
+            metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+        }
+    }
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            if !file.exists() {
+                bail!("config file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed("PROJECTOR_").split("__").ignore(&["config"]));
+        figment.extract().context("invalid configuration")
+    }
+}

@@ -1,0 +1,80 @@
+//! `projector [--config FILE] [run|rebuild]` (config also from `PROJECTOR_CONFIG`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::bail;
+use tokend_projector::{Config, Metrics, rebuild, run};
+use tokend_redis::RedisStore;
+use tracing_subscriber::EnvFilter;
+
+enum Command {
+    Run,
+    Rebuild,
+}
+
+fn args() -> anyhow::Result<(Option<PathBuf>, Command)> {
+    let mut config = std::env::var_os("PROJECTOR_CONFIG").map(PathBuf::from);
+    let mut command = Command::Run;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" => match args.next() {
+                Some(path) => config = Some(PathBuf::from(path)),
+                None => bail!("--config needs a file"),
+            },
+            "run" => command = Command::Run,
+            "rebuild" => command = Command::Rebuild,
+            _ => bail!("usage: projector [--config FILE] [run|rebuild]"),
+        }
+    }
+    Ok((config, command))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let (file, command) = args()?;
+    let config = Config::load(file.as_deref())?;
+    let store = RedisStore::connect(&config.redis.url, &config.redis.key_prefix).await?;
+    match command {
+        Command::Run => {
+            let metrics = Arc::new(Metrics::default());
+            if let Some(addr) = config.metrics_addr {
+                tokio::spawn(metrics.clone().serve(addr));
+            }
+            run(&config, Arc::new(store), metrics, shutdown()).await
+        }
+        Command::Rebuild => {
+            let report = rebuild(&config, &store, true).await?;
+            show(&report);
+            Ok(())
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn show(report: &tokend_projector::RebuildReport) {
+    println!(
+        "Rebuilt generation {}: {} events in {:.2} s ({:.0} events/s); readers switched.",
+        report.generation,
+        report.events,
+        report.seconds,
+        report.events_per_sec()
+    );
+}
+
+async fn shutdown() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return tokio::signal::ctrl_c().await.unwrap_or(()),
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}
