@@ -1,10 +1,33 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs on a fresh machine of this kind, then runs all of it:
-# formatting, clippy with -D warnings, and every test (unit, in-process HTTP, integration).
+# Installs what the test suite needs on a fresh machine of this kind (build dependencies of
+# rdkafka's bundled librdkafka, the Docker engine without a bridge, the locally built Kafka and
+# Redis images), then runs all of it: formatting, clippy with -D warnings, and every test
+# (unit, in-process HTTP, and the integration tests against real Kafka and Redis).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 step() { printf '\n==> %s\n' "$*"; }
+
+step "System packages"
+need=()
+for pkg in cmake pkg-config libssl-dev zlib1g-dev libcurl4-openssl-dev debootstrap; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+echo "ok"
+
+step "Docker engine (no bridge; containers use the host network on 127.0.0.1)"
+infra/docker/install-docker.sh
+
+step "Test images (Debian base by debootstrap, Redis, Kafka from Maven Central jars)"
+infra/docker/build-images.sh
+
+cleanup() { docker rm -f $(docker ps -aq --filter label=tokend-test=1) >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+cleanup
 
 step "Toolchain"
 cargo --version

@@ -10,7 +10,7 @@ use tokend_jwt::{AccessClaims, SharedKeyring};
 
 use crate::grants::TokenResponse;
 use crate::secrets::{self, SecretHasher};
-use crate::{OAuthError, Result};
+use crate::{Consistency, OAuthError, Result};
 
 /// What the operator configures about tokens.
 #[derive(Debug, Clone)]
@@ -121,19 +121,27 @@ impl TokenService {
             exp,
             ..
         } = claims;
-        self.append(TokenIssued {
-            jti,
-            sub,
-            client_id,
-            scope: scope.clone(),
-            aud,
-            iat,
-            exp,
-            family_id: issue.family_id,
-            refresh,
-            rotated_from: issue.rotated_from,
-        })
-        .await?;
+        let position = self
+            .append(TokenIssued {
+                jti,
+                sub,
+                client_id,
+                scope: scope.clone(),
+                aud,
+                iat,
+                exp,
+                family_id: issue.family_id,
+                refresh,
+                rotated_from: issue.rotated_from,
+            })
+            .await?;
+        if refresh_token.is_some() {
+            // Read-your-writes for refresh tokens: the client may redeem it on any node at
+            // once. On timeout the tokens are still good (the log has them): hand them out.
+            let _ = self
+                .await_consistency(position, Some(Consistency::Applied))
+                .await;
+        }
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer",

@@ -197,6 +197,9 @@ impl StateStore for RedisStore {
             .await
             .map_err(unavailable)?;
         ids.sort_unstable();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for id in &ids {
             pipe.hgetall(format!("{prefix}client:{id}"));

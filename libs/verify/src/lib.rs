@@ -5,12 +5,14 @@
 //! With the `axum` feature, [`Bearer`] is an extractor that answers RFC 6750 401s itself; with
 //! `remote`, [`RemoteKeys`] discovers and caches an issuer's JWKS for a remote resource server.
 
+mod clock;
 #[cfg(feature = "axum")]
 mod extract;
 #[cfg(feature = "remote")]
 mod remote;
 mod verifier;
 
+pub use clock::SystemClock;
 #[cfg(feature = "axum")]
 pub use extract::{Bearer, BearerRejection};
 #[cfg(feature = "remote")]

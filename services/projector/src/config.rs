@@ -8,6 +8,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
 use tokend_kafka::KafkaSettings;
+use tokend_redis::RedisSettings;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -17,22 +18,6 @@ pub struct Config {
     pub group_id: String,
     /// Prometheus text metrics at `/metrics`; empty to turn off.
     pub metrics_addr: Option<SocketAddr>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RedisSettings {
-    pub url: String,
-    pub key_prefix: String,
-}
-
-impl Default for RedisSettings {
-    fn default() -> Self {
-        Self {
-            url: "redis://127.0.0.1:6379".into(),
-            key_prefix: "tokend".into(),
-        }
-    }
 }
 
 impl Default for Config {

@@ -103,6 +103,7 @@ pub async fn rebuild(
         }
     }
     bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
     store.activate(&generation).await?;
     // Readers re-read the generation pointer at least once a second; then the old one can go.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -112,7 +113,7 @@ pub async fn rebuild(
     Ok(RebuildReport {
         generation,
         events,
-        seconds: started.elapsed().as_secs_f64(),
+        seconds,
     })
 }
 

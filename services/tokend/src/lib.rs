@@ -7,7 +7,6 @@ mod embedded;
 pub mod http;
 mod keys;
 mod seed;
-mod system_clock;
 
 use std::sync::Arc;
 
@@ -21,7 +20,7 @@ use tokend_verify::Verifier;
 
 pub use config::Config;
 pub use seed::DemoSecrets;
-pub use system_clock::SystemClock;
+pub use tokend_verify::SystemClock;
 
 /// A wired node.
 pub struct Node {

@@ -1,4 +1,5 @@
-//! The one place that reads the wall clock.
+//! The wall clock: the one place that reads the system time, for processes that need a
+//! real [`Clock`] (token nodes, resource servers).
 
 use tokend_domain::Clock;
 

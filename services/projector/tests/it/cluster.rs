@@ -1,0 +1,269 @@
+//! A test cluster: token nodes served on 127.0.0.1 port 0, projector tasks, and an HTTP client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use tokend::config::Backend;
+use tokend::{Config, Node, SystemClock};
+use tokend_kafka::KafkaSettings;
+use tokend_projector::Metrics;
+use tokend_redis::{RedisSettings, RedisStore};
+use tokend_testkit::unique;
+use tokio::task::JoinHandle;
+
+pub const ADMIN: &str = "cluster-admin-token";
+
+pub struct Cluster {
+    pub nodes: Vec<String>,
+    pub kafka: KafkaSettings,
+    pub redis: RedisSettings,
+    pub group: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub password: String,
+    pub http: reqwest::Client,
+    _keys: tempfile::TempDir,
+    node_tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for t in &self.node_tasks {
+            t.abort();
+        }
+    }
+}
+
+pub fn kafka_settings(bootstrap: &str) -> KafkaSettings {
+    let topic = unique("events");
+    KafkaSettings {
+        bootstrap_servers: bootstrap.to_owned(),
+        dead_letter_topic: format!("{topic}.dlq"),
+        topic,
+        partitions: 3,
+        append_timeout_ms: 3000,
+        ..KafkaSettings::default()
+    }
+}
+
+pub fn projector_config(c: &Cluster) -> tokend_projector::Config {
+    tokend_projector::Config {
+        kafka: c.kafka.clone(),
+        redis: c.redis.clone(),
+        group_id: c.group.clone(),
+        metrics_addr: None,
+    }
+}
+
+impl Cluster {
+    /// `nodes` token nodes sharing one topic, one key prefix and one sealed key set.
+    pub async fn start(bootstrap: &str, redis_url: &str, nodes: usize) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("warn")
+            .try_init();
+        let keys = tempfile::tempdir().unwrap();
+        let kafka = kafka_settings(bootstrap);
+        let redis = RedisSettings {
+            url: redis_url.to_owned(),
+            key_prefix: unique("tokend"),
+        };
+        let listeners: Vec<tokio::net::TcpListener> = futures::future::join_all(
+            (0..nodes).map(|_| tokio::net::TcpListener::bind("127.0.0.1:0")),
+        )
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+        let urls: Vec<String> = listeners
+            .iter()
+            .map(|l| format!("http://{}", l.local_addr().unwrap()))
+            .collect();
+        let mut demo = None;
+        let mut node_tasks = Vec::new();
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let mut config = Config::default();
+            config.storage.backend = Backend::Cluster;
+            config.storage.data_dir = keys.path().to_path_buf();
+            config.keys.kek = Some("11".repeat(32));
+            config.tokens.issuer = urls[0].clone();
+            config.tokens.leeway_secs = 0;
+            config.grants.password = true;
+            config.seed.demo = i == 0;
+            config.admin.token = Some(ADMIN.into());
+            config.kafka = kafka.clone();
+            config.redis = redis.clone();
+            let node = Node::start(&config, Arc::new(SystemClock)).await.unwrap();
+            if i == 0 {
+                demo = node.demo.as_ref().map(|d| {
+                    (
+                        d.client_id.clone(),
+                        d.client_secret.clone(),
+                        d.password.clone(),
+                    )
+                });
+            }
+            let router = node.router.clone();
+            node_tasks.push(tokio::spawn(async move {
+                axum::serve(listener, router).await.unwrap();
+            }));
+        }
+        let (client_id, client_secret, password) = demo.expect("node 0 seeds the demo");
+        Self {
+            nodes: urls,
+            kafka,
+            redis,
+            group: unique("projector"),
+            client_id,
+            client_secret,
+            password,
+            http: reqwest::Client::new(),
+            _keys: keys,
+            node_tasks,
+        }
+    }
+
+    pub async fn store(&self) -> RedisStore {
+        RedisStore::connect(&self.redis.url, &self.redis.key_prefix)
+            .await
+            .unwrap()
+    }
+
+    /// A projector task (abort it to kill it mid-stream).
+    pub fn spawn_projector(&self) -> JoinHandle<()> {
+        let config = projector_config(self);
+        tokio::spawn(async move {
+            let store = RedisStore::connect(&config.redis.url, &config.redis.key_prefix)
+                .await
+                .unwrap();
+            tokend_projector::run(
+                &config,
+                Arc::new(store),
+                Arc::new(Metrics::default()),
+                std::future::pending(),
+            )
+            .await
+            .unwrap();
+        })
+    }
+
+    /// POST a form to node `i` as the demo client.
+    pub async fn form(
+        &self,
+        i: usize,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> (u16, serde_json::Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.nodes[i]))
+            .basic_auth(&self.client_id, Some(&self.client_secret))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn admin(&self, i: usize, path: &str) -> u16 {
+        self.http
+            .post(format!("{}{path}", self.nodes[i]))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// Status of `GET /api/data` on node `i` with `token`.
+    pub async fn data(&self, i: usize, token: &str) -> u16 {
+        self.http
+            .get(format!("{}/api/data", self.nodes[i]))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    pub async fn client_credentials(&self, i: usize) -> String {
+        let (status, body) = self
+            .form(i, "/oauth/token", &[("grant_type", "client_credentials")])
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn password_grant(&self, i: usize) -> serde_json::Value {
+        let (status, body) = self
+            .form(
+                i,
+                "/oauth/token",
+                &[
+                    ("grant_type", "password"),
+                    ("username", "demo"),
+                    ("password", &self.password),
+                ],
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Waits until the projector has applied the demo seed (the client can authenticate).
+    pub async fn ready(&self) {
+        eventually(Duration::from_secs(60), || async {
+            self.form(0, "/oauth/token", &[("grant_type", "client_credentials")])
+                .await
+                .0
+                == 200
+        })
+        .await;
+    }
+}
+
+/// Polls `check` every 5 ms until it holds; panics after `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The `jti` of an access token (its payload, unverified: the test issued it).
+pub fn jti(token: &str) -> String {
+    let payload = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    claims["jti"].as_str().unwrap().to_owned()
+}
+
+/// Waits until the store has applied every record of the topic.
+pub async fn caught_up(c: &Cluster, store: &RedisStore) {
+    use tokend_domain::StateStore;
+    let ends = tokend_kafka::end_offsets(&c.kafka).await.unwrap();
+    eventually(Duration::from_secs(60), || async {
+        for (p, high) in &ends {
+            let next = store.next_offset(*p as u32).await.unwrap();
+            if (next as i64) < *high {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+}

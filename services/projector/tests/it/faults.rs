@@ -1,0 +1,106 @@
+//! Faults: Kafka stopped and started again under a running node; records the projector cannot
+//! read.
+
+use std::time::Duration;
+
+use tokend_kafka::rdkafka::ClientConfig;
+use tokend_kafka::rdkafka::producer::{FutureProducer, FutureRecord};
+use tokend_testkit::{Kafka, docker, redis};
+
+use crate::cluster::{Cluster, eventually};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_down_means_503_for_issuance_but_validation_works_then_recovers() {
+    let kafka = Kafka::start().await;
+    let c = Cluster::start(&kafka.bootstrap, &redis().await.url, 1).await;
+    let _projector = c.spawn_projector();
+    c.ready().await;
+    let before = c.client_credentials(0).await;
+
+    docker("stop", kafka.id());
+    let started = std::time::Instant::now();
+    let resp = c
+        .http
+        .post(format!("{}/oauth/token", c.nodes[0]))
+        .basic_auth(&c.client_id, Some(&c.client_secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(body.get("access_token").is_none());
+    assert_eq!(body["error"], "temporarily_unavailable");
+    println!(
+        "issuance with Kafka stopped answered 503 after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        c.data(0, &before).await,
+        200,
+        "validation does not touch Kafka"
+    );
+
+    docker("start", kafka.id());
+    eventually(Duration::from_secs(90), || async {
+        c.form(0, "/oauth/token", &[("grant_type", "client_credentials")])
+            .await
+            .0
+            == 200
+    })
+    .await;
+    println!(
+        "issuance recovered {:?} after Kafka was stopped",
+        started.elapsed()
+    );
+    let after = c.client_credentials(0).await;
+    assert_eq!(c.data(0, &after).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_and_undecodable_records_do_not_stop_the_projector() {
+    let kafka = tokend_testkit::kafka().await;
+    let c = Cluster::start(&kafka.bootstrap, &redis().await.url, 1).await;
+    let _projector = c.spawn_projector();
+    c.ready().await;
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &c.kafka.bootstrap_servers)
+        .create()
+        .unwrap();
+    let future_event = serde_json::json!({
+        "type": "TokenTeleported", "version": 1, "id": "00000000-0000-0000-0000-000000000000",
+        "occurred_at_ms": 0, "payload": {}
+    })
+    .to_string();
+    for payload in [future_event.as_bytes(), b"\xff not json".as_slice()] {
+        producer
+            .send(
+                FutureRecord::to(&c.kafka.topic)
+                    .key("demo")
+                    .payload(payload),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+    }
+    // The projector moves on: a revocation after the bad records still takes effect.
+    let token = c.client_credentials(0).await;
+    c.form(0, "/oauth/revoke", &[("token", &token)]).await;
+    eventually(Duration::from_secs(10), || async {
+        c.data(0, &token).await == 401
+    })
+    .await;
+    let dead = tokend_kafka::end_offsets(&tokend_kafka::KafkaSettings {
+        topic: c.kafka.dead_letter_topic.clone(),
+        ..c.kafka.clone()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        dead.iter().map(|(_, h)| h).sum::<i64>(),
+        1,
+        "one record dead-lettered"
+    );
+}

@@ -1,0 +1,192 @@
+//! Issue on one node, validate on another; revocation propagation with figures; subject-wide
+//! revocation; the remote resource server.
+
+use std::time::{Duration, Instant};
+
+use tokend_testkit::{kafka, redis};
+
+use crate::cluster::{Cluster, eventually};
+
+async fn cluster(nodes: usize) -> (Cluster, tokio::task::JoinHandle<()>) {
+    let (k, r) = (kafka().await, redis().await);
+    let c = Cluster::start(&k.bootstrap, &r.url, nodes).await;
+    let projector = c.spawn_projector();
+    c.ready().await;
+    (c, projector)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_on_a_validate_and_introspect_on_b() {
+    let (c, _p) = cluster(2).await;
+    let token = c.client_credentials(0).await;
+    assert_eq!(c.data(1, &token).await, 200);
+    let (status, body) = c.form(1, "/oauth/introspect", &[("token", &token)]).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["active"], true, "{body}");
+    assert_eq!(body["client_id"].as_str(), Some(c.client_id.as_str()));
+
+    // A refresh token issued on A is redeemed on B once projected.
+    let t = c.password_grant(0).await;
+    let rt = t["refresh_token"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(10), || async {
+        c.form(1, "/oauth/introspect", &[("token", &rt)]).await.1["active"] == true
+    })
+    .await;
+    let (status, body) = c
+        .form(
+            1,
+            "/oauth/token",
+            &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_on_a_is_rejected_on_b_within_a_bound() {
+    const N: usize = 300;
+    let (c, _p) = cluster(2).await;
+    let mut tokens = Vec::with_capacity(N);
+    for _ in 0..N {
+        tokens.push(c.client_credentials(0).await);
+    }
+    for t in &tokens[..1] {
+        assert_eq!(c.data(1, t).await, 200);
+    }
+    let mut after_response = Vec::with_capacity(N);
+    let mut after_request = Vec::with_capacity(N);
+    for t in &tokens {
+        let start = Instant::now();
+        let (status, _) = c.form(0, "/oauth/revoke", &[("token", t)]).await;
+        assert_eq!(status, 200);
+        let answered = Instant::now();
+        let deadline = answered + Duration::from_secs(5);
+        while c.data(1, t).await != 401 {
+            assert!(
+                Instant::now() < deadline,
+                "node B still accepts a revoked token after 5 s"
+            );
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        after_response.push(answered.elapsed());
+        after_request.push(start.elapsed());
+    }
+    after_response.sort_unstable();
+    after_request.sort_unstable();
+    println!(
+        "revocation propagation over {N} revocations (node A revoke -> node B rejects): \
+         after the revoke response p50 {:?} p99 {:?} max {:?}; from the revoke request p50 {:?} p99 {:?}",
+        percentile(&after_response, 0.5),
+        percentile(&after_response, 0.99),
+        after_response[N - 1],
+        percentile(&after_request, 0.5),
+        percentile(&after_request, 0.99),
+    );
+    assert!(percentile(&after_response, 0.99) < Duration::from_secs(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_revocation_is_rejected_everywhere_when_it_answers() {
+    let (c, _p) = cluster(2).await;
+    for _ in 0..20 {
+        let t = c.client_credentials(0).await;
+        let (status, body) = c
+            .form(
+                0,
+                "/oauth/revoke",
+                &[("token", &t), ("consistency", "applied")],
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            c.data(1, &t).await,
+            401,
+            "no validator accepts it after the answer"
+        );
+    }
+    let (status, body) = c
+        .form(
+            0,
+            "/oauth/revoke",
+            &[("token", "x"), ("consistency", "eventually")],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subject_revoke_rejects_every_token_on_every_node() {
+    let (c, _p) = cluster(2).await;
+    let mut tokens = Vec::new();
+    for i in [0, 0, 1, 1, 0] {
+        tokens.push(
+            c.password_grant(i).await["access_token"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let other = c.client_credentials(1).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(c.admin(1, "/admin/subjects/demo/revoke").await, 204);
+    for node in 0..2 {
+        for t in &tokens {
+            eventually(Duration::from_secs(5), || async {
+                c.data(node, t).await == 401
+            })
+            .await;
+        }
+        assert_eq!(
+            c.data(node, &other).await,
+            200,
+            "other subjects keep their tokens"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_resource_server_verifies_with_jwks_and_redis() {
+    let (c, _p) = cluster(1).await;
+    let settings = tokend_resource_server::Settings {
+        issuer: c.nodes[0].clone(),
+        audience: "api".into(),
+        redis_url: c.redis.url.clone(),
+        redis_key_prefix: c.redis.key_prefix.clone(),
+    };
+    let app =
+        tokend_resource_server::router(tokend_resource_server::verifier(&settings).await.unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/data", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let token = c.client_credentials(0).await;
+    let get = |t: String| {
+        let (http, url) = (c.http.clone(), url.clone());
+        async move { http.get(&url).bearer_auth(t).send().await.unwrap() }
+    };
+    let ok = get(token.clone()).await;
+    assert_eq!(ok.status().as_u16(), 200);
+    let body: serde_json::Value = ok.json().await.unwrap();
+    assert_eq!(body["sub"].as_str(), Some(c.client_id.as_str()));
+    assert_eq!(get("garbage".into()).await.status().as_u16(), 401);
+
+    c.form(0, "/oauth/revoke", &[("token", &token)]).await;
+    eventually(Duration::from_secs(5), || async {
+        get(token.clone()).await.status().as_u16() == 401
+    })
+    .await;
+    let denied = get(token.clone()).await;
+    let challenge = denied.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(challenge.starts_with("Bearer error=\"invalid_token\""));
+}

@@ -1,0 +1,15 @@
+//! The real loop, end to end: token nodes → Kafka → projector → Redis → validation, against
+//! Apache Kafka and Redis in containers (testcontainers, host network, loopback only). Each test
+//! has its own topic, consumer group and key prefix.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::disallowed_methods
+)]
+
+mod cluster;
+mod faults;
+mod loop_tests;
+mod replay;

@@ -1,0 +1,33 @@
+//! `resource-server`: the example resource server. Settings from the environment:
+//! `RS_ISSUER` (the token service's issuer URL), `RS_AUDIENCE` (default `api`), `RS_REDIS_URL`,
+//! `RS_REDIS_KEY_PREFIX` (default `tokend`), `RS_LISTEN_ADDR` (default `127.0.0.1:8090`).
+
+use anyhow::Context;
+use tokend_resource_server::{Settings, router, verifier};
+
+fn env(name: &str, default: Option<&str>) -> anyhow::Result<String> {
+    match (std::env::var(name), default) {
+        (Ok(v), _) => Ok(v),
+        (Err(_), Some(d)) => Ok(d.to_owned()),
+        (Err(_), None) => anyhow::bail!("{name} must be set"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().init();
+    let settings = Settings {
+        issuer: env("RS_ISSUER", None)?,
+        audience: env("RS_AUDIENCE", Some("api"))?,
+        redis_url: env("RS_REDIS_URL", Some("redis://127.0.0.1:6379"))?,
+        redis_key_prefix: env("RS_REDIS_KEY_PREFIX", Some("tokend"))?,
+    };
+    let addr = env("RS_LISTEN_ADDR", Some("127.0.0.1:8090"))?;
+    let app = router(verifier(&settings).await?);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(%addr, issuer = %settings.issuer, "Resource server listening.");
+    axum::serve(listener, app).await?;
+    Ok(())
+}
