@@ -24,13 +24,18 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// A port free on 127.0.0.1 right now.
-#[allow(clippy::expect_used)]
+/// A port free on 127.0.0.1 right now, below the ephemeral range: a server restarted on it
+/// (Kafka stopped and started by a fault test) cannot find it taken by a client's outgoing
+/// connection, which would take ephemeral ports (even connecting to itself).
+#[allow(clippy::panic)]
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    for _ in 0..1000 {
+        let port = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in 20000-31999")
 }
 
 /// Runs `docker <verb> <id>` (stop, start, pause, unpause, kill).

@@ -118,7 +118,10 @@ impl Cluster {
             client_id,
             client_secret,
             password,
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap(),
             _keys: keys,
             node_tasks,
         }
