@@ -84,3 +84,28 @@ pub struct RevocationQuery {
 pub fn before_watermark(iat_secs: i64, watermark_ms: Option<i64>) -> bool {
     watermark_ms.is_some_and(|wm| iat_secs < wm.div_euclid(1000))
 }
+
+/// An authorization code, by the SHA-256 digest of its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeRecord {
+    pub client_id: String,
+    pub sub: String,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub aud: Vec<String>,
+    pub code_challenge: String,
+    pub exp: i64,
+    pub family_id: String,
+    /// The `jti` of the issue that redeemed it.
+    pub redeemed_by: Option<String>,
+}
+
+/// What presenting an authorization code means now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeStatus {
+    Valid(CodeRecord),
+    /// Redeemed before: a second redemption revokes what the first produced.
+    Redeemed(CodeRecord),
+    Expired,
+    Unknown,
+}

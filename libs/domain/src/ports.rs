@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use tokend_events::{Envelope, Event};
 
-use crate::model::{Client, RefreshStatus, RevocationQuery, User};
+use crate::model::{Client, CodeStatus, RefreshStatus, RevocationQuery, User};
 
 /// What applying one record did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +74,9 @@ pub trait StateStore: Send + Sync {
         digest: &str,
         now_secs: i64,
     ) -> Result<RefreshStatus, StoreError>;
+
+    /// The state of an authorization code by its digest, at `now_secs`.
+    async fn code_status(&self, digest: &str, now_secs: i64) -> Result<CodeStatus, StoreError>;
 
     /// Whether the token is revoked (by `jti`, family, subject or client). One round trip.
     async fn is_revoked(&self, query: &RevocationQuery) -> Result<bool, StoreError>;

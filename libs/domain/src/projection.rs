@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tokend_events::{Event, TokenIssued};
 
 use crate::model::{
-    Client, RefreshRecord, RefreshStatus, RevocationQuery, TokenRecord, User, before_watermark,
+    Client, CodeRecord, CodeStatus, RefreshRecord, RefreshStatus, RevocationQuery, TokenRecord,
+    User, before_watermark,
 };
 use crate::{Applied, LogPosition};
 
@@ -35,6 +36,7 @@ pub struct Projection {
     client_families: HashMap<String, BTreeSet<String>>,
     subject_watermarks: HashMap<String, i64>,
     client_watermarks: HashMap<String, i64>,
+    codes: HashMap<String, CodeRecord>,
 }
 
 impl Projection {
@@ -102,6 +104,20 @@ impl Projection {
             }
             Event::TokenFamilyRevoked(e) => self.revoke_family(&e.family_id),
             Event::SubjectRevoked(e) => self.revoke_subject(&e.sub, e.revoked_before_ms),
+            Event::AuthorizationCodeIssued(e) => {
+                let code = CodeRecord {
+                    client_id: e.client_id.clone(),
+                    sub: e.sub.clone(),
+                    redirect_uri: e.redirect_uri.clone(),
+                    scope: e.scope.clone(),
+                    aud: e.aud.clone(),
+                    code_challenge: e.code_challenge.clone(),
+                    exp: e.exp,
+                    family_id: e.family_id.clone(),
+                    redeemed_by: None,
+                };
+                self.codes.insert(e.code_digest.clone(), code);
+            }
         }
     }
 
@@ -158,6 +174,13 @@ impl Projection {
                 Some(jti) => reuse = jti != &e.jti,
             }
         }
+        // Likewise for authorization codes: the first redemption wins, a second is replay.
+        if let Some(code) = e.from_code.as_ref().and_then(|d| self.codes.get_mut(d)) {
+            match &code.redeemed_by {
+                None => code.redeemed_by = Some(e.jti.clone()),
+                Some(jti) => reuse |= jti != &e.jti,
+            }
+        }
         let family_revoked = self.families.get(&e.family_id).is_some_and(|f| f.revoked);
         if reuse || family_revoked {
             self.revoke_family(&e.family_id);
@@ -209,6 +232,7 @@ impl Projection {
         self.revoked.retain(|_, exp| *exp > now_secs);
         self.tokens.retain(|_, t| t.exp > now_secs);
         self.refresh.retain(|_, r| r.exp > now_secs);
+        self.codes.retain(|_, c| c.exp > now_secs);
         let (tokens, refresh) = (&self.tokens, &self.refresh);
         let revoked = &self.revoked;
         self.families.retain(|_, f| {
@@ -258,6 +282,15 @@ impl Projection {
             RefreshStatus::Expired
         } else {
             RefreshStatus::Valid(r.clone())
+        }
+    }
+
+    pub fn code_status(&self, digest: &str, now_secs: i64) -> CodeStatus {
+        match self.codes.get(digest) {
+            None => CodeStatus::Unknown,
+            Some(c) if c.redeemed_by.is_some() => CodeStatus::Redeemed(c.clone()),
+            Some(c) if c.exp <= now_secs => CodeStatus::Expired,
+            Some(c) => CodeStatus::Valid(c.clone()),
         }
     }
 

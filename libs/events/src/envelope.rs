@@ -29,6 +29,7 @@ pub struct Envelope {
 
 /// What a reader makes of an envelope.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // transient: decoded and applied at once
 pub enum Decoded {
     Known(Event),
     /// A type or version this build does not know: skip it, with a warning.

@@ -7,7 +7,7 @@
 //! # Partition key
 //! [`Event::partition_key`] decides which events are totally ordered against each other. Every
 //! event about one token family, one subject's tokens or one authorization code carries the
-//! *subject* as its key (for `client_credentials` tokens the subject is the client id), so
+//! *subject* as its key (an authorization code and the tokens redeemed from it included) (for `client_credentials` tokens the subject is the client id), so
 //! issue → rotate → reuse-detect → revoke of a family and "log out everywhere" of a subject are
 //! applied in the order they were appended. Client registration and client-wide revocation are
 //! keyed by client id: client-wide revocation is a watermark on `iat`, which is correct in any

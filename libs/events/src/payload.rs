@@ -59,6 +59,7 @@ events! {
     TokenRevoked => 1,
     TokenFamilyRevoked => 1,
     SubjectRevoked => 1,
+    AuthorizationCodeIssued => 1,
 }
 
 impl Event {
@@ -74,6 +75,7 @@ impl Event {
             Event::TokenRevoked(e) => &e.sub,
             Event::TokenFamilyRevoked(e) => &e.sub,
             Event::SubjectRevoked(e) => &e.sub,
+            Event::AuthorizationCodeIssued(e) => &e.sub,
         }
     }
 }
@@ -139,6 +141,9 @@ pub struct TokenIssued {
     /// Digest of the refresh token this issue consumed (refresh grant).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotated_from: Option<String>,
+    /// Digest of the authorization code this issue redeemed (authorization code grant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_code: Option<String>,
 }
 
 /// The refresh token that came with an issue; only its SHA-256 digest is stored.
@@ -177,4 +182,21 @@ pub enum FamilyRevokeReason {
 pub struct SubjectRevoked {
     pub sub: String,
     pub revoked_before_ms: i64,
+}
+
+/// A user approved a client: a single-use authorization code (RFC 6749 4.1, RFC 7636), bound
+/// to the client, the redirect URI and the PKCE challenge. Only its SHA-256 digest is written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizationCodeIssued {
+    pub code_digest: String,
+    pub client_id: String,
+    pub sub: String,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub aud: Vec<String>,
+    /// BASE64URL(SHA-256(code_verifier)).
+    pub code_challenge: String,
+    pub exp: i64,
+    /// The token family the redemption starts.
+    pub family_id: String,
 }

@@ -4,7 +4,7 @@
 use std::sync::{PoisonError, RwLock};
 
 use async_trait::async_trait;
-use tokend_domain::model::{Client, RefreshStatus, RevocationQuery, User};
+use tokend_domain::model::{Client, CodeStatus, RefreshStatus, RevocationQuery, User};
 use tokend_domain::{Applied, LogPosition, Projection, StateStore, StoreError};
 use tokend_events::Event;
 
@@ -70,6 +70,10 @@ impl StateStore for MemoryStore {
         now_secs: i64,
     ) -> Result<RefreshStatus, StoreError> {
         self.read(|p| p.refresh_status(digest, now_secs))
+    }
+
+    async fn code_status(&self, digest: &str, now_secs: i64) -> Result<CodeStatus, StoreError> {
+        self.read(|p| p.code_status(digest, now_secs))
     }
 
     async fn is_revoked(&self, query: &RevocationQuery) -> Result<bool, StoreError> {

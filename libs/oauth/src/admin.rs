@@ -26,6 +26,10 @@ pub struct NewClient {
     pub audiences: Vec<String>,
     #[serde(default)]
     pub redirect_uris: Vec<String>,
+    /// A public client (a browser or mobile app) has no secret; it may only use the
+    /// authorization code grant with PKCE (and refresh tokens).
+    #[serde(default)]
+    pub public: bool,
 }
 
 /// The registered client and, this once, its secret.
@@ -33,7 +37,8 @@ pub struct NewClient {
 pub struct RegisteredClient {
     #[serde(flatten)]
     pub client: Client,
-    pub client_secret: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
 }
 
 impl std::fmt::Debug for RegisteredClient {
@@ -63,6 +68,15 @@ fn valid_id(id: &str) -> bool {
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.@:".contains(c))
+}
+
+fn valid_redirect_uri(uri: &str) -> bool {
+    let rest = uri
+        .strip_prefix("https://")
+        .or_else(|| uri.strip_prefix("http://"));
+    rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
+        && !uri.contains('#')
+        && !uri.contains(char::is_whitespace)
 }
 
 fn bad(msg: impl Into<String>) -> OAuthError {
@@ -106,16 +120,36 @@ impl TokenService {
                 "audiences must be a non-empty list of names without spaces",
             ));
         }
+        let code_flow = new.grant_types.iter().any(|g| g == "authorization_code");
+        if new.public
+            && (!code_flow
+                || new
+                    .grant_types
+                    .iter()
+                    .any(|g| g != "authorization_code" && g != "refresh_token"))
+        {
+            return Err(bad(
+                "a public client may only use authorization_code (and refresh_token)",
+            ));
+        }
+        if code_flow && new.redirect_uris.is_empty() {
+            return Err(bad("the authorization_code grant needs redirect_uris"));
+        }
+        if let Some(u) = new.redirect_uris.iter().find(|u| !valid_redirect_uri(u)) {
+            return Err(bad(format!(
+                "redirect URI '{u}' must be an absolute http(s) URL without a fragment"
+            )));
+        }
         if self.store.client(&client_id).await?.is_some() {
             return Err(OAuthError::Conflict(format!(
                 "client '{client_id}' already exists"
             )));
         }
-        let secret = secrets::random_token();
+        let secret = (!new.public).then(secrets::random_token);
         let event = ClientRegistered {
             client_id: client_id.clone(),
             name: new.name,
-            secret_digest: Some(self.hasher.digest(&secret)),
+            secret_digest: secret.as_ref().map(|s| self.hasher.digest(s)),
             grant_types: new.grant_types,
             scopes: new.scopes,
             default_scopes: new.default_scopes,

@@ -1,11 +1,12 @@
 //! The token endpoint's grants (RFC 6749 section 4 and 6): client credentials, refresh with
-//! rotation and reuse detection (RFC 9700), and resource-owner password. The authorization
-//! code grant (a later issue) slots in as one more [`Grant`] variant.
+//! rotation and reuse detection (RFC 9700), resource-owner password, and the authorization
+//! code grant with PKCE (RFC 7636), the one grant public clients may use.
 
 use serde::Serialize;
-use tokend_domain::model::{Client, RefreshStatus};
+use tokend_domain::model::{Client, CodeStatus, RefreshStatus};
 use tokend_events::{FamilyRevokeReason, TokenFamilyRevoked};
 
+use crate::browser::{pkce_s256_matches, valid_verifier};
 use crate::secrets::{self, Secret};
 use crate::service::Issue;
 use crate::{ClientCredentials, OAuthError, Result, TokenService, scope};
@@ -13,8 +14,18 @@ use crate::{ClientCredentials, OAuthError, Result, TokenService, scope};
 #[derive(Debug, Clone)]
 pub enum Grant {
     ClientCredentials,
-    RefreshToken { refresh_token: Secret },
-    Password { username: String, password: Secret },
+    RefreshToken {
+        refresh_token: Secret,
+    },
+    Password {
+        username: String,
+        password: Secret,
+    },
+    AuthorizationCode {
+        code: Secret,
+        redirect_uri: Option<String>,
+        code_verifier: Option<Secret>,
+    },
 }
 
 impl Grant {
@@ -23,6 +34,7 @@ impl Grant {
             Grant::ClientCredentials => "client_credentials",
             Grant::RefreshToken { .. } => "refresh_token",
             Grant::Password { .. } => "password",
+            Grant::AuthorizationCode { .. } => "authorization_code",
         }
     }
 }
@@ -72,7 +84,7 @@ impl TokenService {
                 request.grant.name()
             )));
         }
-        if client.is_public() {
+        if client.is_public() && !matches!(request.grant, Grant::AuthorizationCode { .. }) {
             return Err(OAuthError::UnauthorizedClient(
                 "public clients may only use the authorization code grant".into(),
             ));
@@ -100,6 +112,7 @@ impl TokenService {
                     aud: client_audience()?,
                     family_id: secrets::random_id(),
                     rotated_from: None,
+                    from_code: None,
                     with_refresh: false,
                 })
                 .await
@@ -108,6 +121,19 @@ impl TokenService {
                 let aud = client_audience()?;
                 self.password(&client, &username, &password, request.scope.as_deref(), aud)
                     .await
+            }
+            Grant::AuthorizationCode {
+                code,
+                redirect_uri,
+                code_verifier,
+            } => {
+                self.redeem_code(
+                    &client,
+                    &code,
+                    redirect_uri.as_deref(),
+                    code_verifier.as_ref(),
+                )
+                .await
             }
             Grant::RefreshToken { refresh_token } => {
                 let (scope, audience) = (request.scope.as_deref(), request.audience.as_deref());
@@ -171,6 +197,71 @@ impl TokenService {
             aud,
             family_id: secrets::random_id(),
             rotated_from: None,
+            from_code: None,
+            with_refresh: client.allows_grant("refresh_token"),
+        })
+        .await
+    }
+
+    /// RFC 6749 4.1.3 with RFC 7636 4.6: a valid, unredeemed code of this client, the same
+    /// redirect URI, and a verifier matching the challenge. A second redemption revokes every
+    /// token the first one produced.
+    async fn redeem_code(
+        &self,
+        client: &Client,
+        code: &Secret,
+        redirect_uri: Option<&str>,
+        verifier: Option<&Secret>,
+    ) -> Result<TokenResponse> {
+        let digest = secrets::refresh_digest(code.expose());
+        let invalid = |why: &str| OAuthError::InvalidGrant(why.to_owned());
+        let verifier = verifier.ok_or_else(|| {
+            OAuthError::InvalidRequest("missing parameter 'code_verifier'".into())
+        })?;
+        if !valid_verifier(verifier.expose()) {
+            return Err(OAuthError::InvalidRequest(
+                "code_verifier is malformed".into(),
+            ));
+        }
+        let record = match self
+            .store
+            .code_status(&digest, self.clock.now_secs())
+            .await?
+        {
+            CodeStatus::Valid(c) if c.client_id == client.client_id => c,
+            CodeStatus::Redeemed(c) if c.client_id == client.client_id => {
+                tracing::warn!(
+                    client_id = %c.client_id,
+                    family_id = %c.family_id,
+                    "Authorization code replayed; revoking what it produced."
+                );
+                self.append(TokenFamilyRevoked {
+                    family_id: c.family_id,
+                    sub: c.sub,
+                    reason: FamilyRevokeReason::RefreshTokenReuse,
+                })
+                .await?;
+                return Err(invalid("the authorization code was already used"));
+            }
+            CodeStatus::Expired => return Err(invalid("the authorization code has expired")),
+            _ => return Err(invalid("the authorization code is invalid")),
+        };
+        if redirect_uri != Some(record.redirect_uri.as_str()) {
+            return Err(invalid(
+                "redirect_uri does not match the authorization request",
+            ));
+        }
+        if !pkce_s256_matches(verifier.expose(), &record.code_challenge) {
+            return Err(invalid("code_verifier does not match the code challenge"));
+        }
+        self.issue(Issue {
+            client,
+            sub: record.sub,
+            scope: record.scope,
+            aud: record.aud,
+            family_id: record.family_id,
+            rotated_from: None,
+            from_code: Some(digest),
             with_refresh: client.allows_grant("refresh_token"),
         })
         .await
@@ -224,6 +315,7 @@ impl TokenService {
             aud,
             family_id: record.family_id,
             rotated_from: Some(digest),
+            from_code: None,
             with_refresh: true,
         })
         .await

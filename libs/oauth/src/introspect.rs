@@ -43,7 +43,12 @@ impl TokenService {
         creds: &ClientCredentials,
         token: &Secret,
     ) -> Result<Introspection> {
-        self.authenticate(creds).await?;
+        // Resource servers introspect; a public client (whose id anyone knows) may not.
+        if self.authenticate(creds).await?.is_public() {
+            return Err(crate::OAuthError::InvalidClient {
+                basic: creds.via_basic,
+            });
+        }
         if let Some(claims) = self.own_access_token(token.expose()) {
             if self.is_revoked(&claims).await? {
                 return Ok(Introspection::default());

@@ -7,6 +7,8 @@
 //! [`StateStore`]: tokend_domain::StateStore
 
 mod admin;
+mod authorize;
+pub mod browser;
 mod client_auth;
 mod error;
 mod grants;
@@ -17,6 +19,7 @@ pub mod secrets;
 mod service;
 
 pub use admin::{NewClient, NewUser, RegisteredClient};
+pub use authorize::{AuthorizeError, AuthorizeRequest};
 pub use client_auth::ClientCredentials;
 pub use error::{OAuthError, Result};
 pub use grants::{Grant, TokenRequest, TokenResponse};
@@ -25,7 +28,12 @@ pub use revoke::Consistency;
 pub use service::{Settings, TokenService};
 
 /// Grant types this build implements.
-pub const GRANT_TYPES: &[&str] = &["client_credentials", "refresh_token", "password"];
+pub const GRANT_TYPES: &[&str] = &[
+    "authorization_code",
+    "client_credentials",
+    "refresh_token",
+    "password",
+];
 
 #[cfg(test)]
 mod tests;

@@ -27,6 +27,8 @@ pub struct Settings {
     pub revocation_consistency: crate::Consistency,
     /// How long a strict revocation waits for the projection.
     pub applied_timeout: std::time::Duration,
+    /// Lifetime of an authorization code.
+    pub code_ttl_secs: i64,
 }
 
 pub struct TokenService {
@@ -54,6 +56,7 @@ pub(crate) struct Issue<'a> {
     pub aud: Vec<String>,
     pub family_id: String,
     pub rotated_from: Option<String>,
+    pub from_code: Option<String>,
     pub with_refresh: bool,
 }
 
@@ -133,6 +136,7 @@ impl TokenService {
                 family_id: issue.family_id,
                 refresh,
                 rotated_from: issue.rotated_from,
+                from_code: issue.from_code,
             })
             .await?;
         if refresh_token.is_some() {

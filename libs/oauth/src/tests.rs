@@ -79,6 +79,7 @@ impl Harness {
                 login_client_id: Some("app".into()),
                 revocation_consistency: Consistency::Applied,
                 applied_timeout: std::time::Duration::from_secs(1),
+                code_ttl_secs: 60,
             },
         );
         let reg = svc
@@ -89,7 +90,8 @@ impl Harness {
                 scopes: vec!["read".into(), "write".into()],
                 default_scopes: vec!["read".into()],
                 audiences: vec!["api".into()],
-                redirect_uris: vec![],
+                redirect_uris: vec!["http://app.test/cb".into()],
+                public: false,
             })
             .await
             .unwrap();
@@ -101,7 +103,7 @@ impl Harness {
         .unwrap();
         let app = ClientCredentials {
             client_id: "app".into(),
-            secret: Some(Secret::new(reg.client_secret)),
+            secret: reg.client_secret.map(Secret::new),
             via_basic: true,
         };
         Self {
@@ -361,6 +363,7 @@ async fn admin_input_is_validated() {
             default_scopes: vec![],
             audiences: vec!["api".into()],
             redirect_uris: vec![],
+            public: false,
         })
         .await;
     assert!(matches!(bad, Err(OAuthError::InvalidRequest(_))));

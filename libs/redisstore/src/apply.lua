@@ -95,11 +95,30 @@ local function issue()
       end
     end
   end
+  -- Likewise for authorization codes: the first redemption wins, a second is replay.
+  if present(e.from_code) then
+    local code = p .. 'code:' .. e.from_code
+    if redis.call('EXISTS', code) == 1 then
+      local by = redis.call('HGET', code, 'redeemed_by')
+      if not by then
+        redis.call('HSET', code, 'redeemed_by', e.jti)
+      elseif by ~= e.jti then
+        reuse = true
+      end
+    end
+  end
   if reuse or redis.call('HGET', fam, 'revoked') == '1' then revoke_family(fid) end
 end
 
 if kind == 'TokenIssued' then
   issue()
+elseif kind == 'AuthorizationCodeIssued' then
+  local code = p .. 'code:' .. e.code_digest
+  redis.call('DEL', code)
+  redis.call('HSET', code, 'client_id', e.client_id, 'sub', e.sub, 'redirect_uri', e.redirect_uri,
+    'scope', e.scope, 'aud', table.concat(e.aud, ' '), 'code_challenge', e.code_challenge,
+    'exp', int(e.exp), 'family_id', e.family_id)
+  redis.call('EXPIREAT', code, int(e.exp))
 elseif kind == 'TokenRevoked' then
   redis.call('DEL', p .. 'tok:' .. e.jti)
   redis.call('SET', p .. 'rev:' .. e.jti, '1')

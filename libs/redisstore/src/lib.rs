@@ -21,6 +21,7 @@
 //! | `P:G:famj:{id}` / `famr:{id}` | set | the family's `jti`s / refresh digests | with its last member |
 //! | `P:G:subfam:{sub}` / `clifam:{client}` | set | families of a subject / client (session index) | with its last member |
 //! | `P:G:wm:sub:{sub}` / `wm:cli:{client}` | string | "revoked before" watermark, ms | never (one per revoked subject/client) |
+//! | `P:G:code:{digest}` | hash | authorization code: client_id, sub, redirect_uri, scope, aud, code_challenge, exp, family_id, redeemed_by | at its `exp` |
 //! | `P:G:client:{id}` | hash | `json` (the registration), `disabled` | never |
 //! | `P:G:clients` | set | client ids | never |
 //! | `P:G:user:{name}` | hash | `password_hash`, `disabled` | never |

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 use tokend_domain::model::{
-    Client, RefreshRecord, RefreshStatus, RevocationQuery, User, before_watermark,
+    Client, CodeRecord, CodeStatus, RefreshRecord, RefreshStatus, RevocationQuery, User,
+    before_watermark,
 };
 use tokend_domain::{Applied, LogPosition, StateStore, StoreError};
 use tokend_events::{ClientRegistered, Event};
@@ -134,6 +135,13 @@ fn refresh_from(h: HashMap<String, String>) -> RefreshRecord {
     }
 }
 
+fn split(list: &str) -> Vec<String> {
+    list.split(' ')
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 fn watermark(v: Option<String>) -> Option<i64> {
     v.and_then(|s| s.parse().ok())
 }
@@ -252,6 +260,34 @@ impl StateStore for RedisStore {
             RefreshStatus::Expired
         } else {
             RefreshStatus::Valid(r)
+        })
+    }
+
+    async fn code_status(&self, digest: &str, now_secs: i64) -> Result<CodeStatus, StoreError> {
+        let h = self
+            .hash(&format!("{}code:{digest}", self.prefix().await?))
+            .await?;
+        if h.is_empty() {
+            return Ok(CodeStatus::Unknown);
+        }
+        let text = |f: &str| h.get(f).cloned().unwrap_or_default();
+        let code = CodeRecord {
+            client_id: text("client_id"),
+            sub: text("sub"),
+            redirect_uri: text("redirect_uri"),
+            scope: text("scope"),
+            aud: split(&text("aud")),
+            code_challenge: text("code_challenge"),
+            exp: int(&h, "exp"),
+            family_id: text("family_id"),
+            redeemed_by: h.get("redeemed_by").cloned(),
+        };
+        Ok(if code.redeemed_by.is_some() {
+            CodeStatus::Redeemed(code)
+        } else if code.exp <= now_secs {
+            CodeStatus::Expired
+        } else {
+            CodeStatus::Valid(code)
         })
     }
 

@@ -83,6 +83,10 @@ pub struct Tokens {
     pub jwks_max_age_secs: u64,
     /// The audience this node's own protected resource (`/api/data`) accepts.
     pub resource_audience: String,
+    /// Lifetime of an authorization code.
+    pub code_ttl_secs: i64,
+    /// Lifetime of a browser login session on the authorization pages.
+    pub session_ttl_secs: i64,
 }
 
 impl Default for Tokens {
@@ -94,6 +98,8 @@ impl Default for Tokens {
             leeway_secs: 30,
             jwks_max_age_secs: 300,
             resource_audience: "api".into(),
+            code_ttl_secs: 60,
+            session_ttl_secs: 8 * 3600,
         }
     }
 }
@@ -184,7 +190,12 @@ impl Config {
 
     fn validate(&self) -> anyhow::Result<()> {
         let t = &self.tokens;
-        if t.access_ttl_secs <= 0 || t.refresh_ttl_secs <= 0 || t.leeway_secs < 0 {
+        if t.access_ttl_secs <= 0
+            || t.refresh_ttl_secs <= 0
+            || t.code_ttl_secs <= 0
+            || t.session_ttl_secs <= 0
+            || t.leeway_secs < 0
+        {
             bail!("token lifetimes must be positive and the leeway not negative");
         }
         if t.issuer.is_empty() {

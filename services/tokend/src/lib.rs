@@ -14,6 +14,7 @@ use anyhow::Context;
 use tokend_domain::Clock;
 use tokend_jwt::{SharedKeyring, VerifyPolicy};
 use tokend_memstore::MemoryStore;
+use tokend_oauth::browser::BrowserKeys;
 use tokend_oauth::secrets::SecretHasher;
 use tokend_oauth::{Settings, TokenService};
 use tokend_verify::Verifier;
@@ -56,6 +57,7 @@ impl Node {
             login_client_id: Some(config.seed.login_client_id.clone()),
             revocation_consistency: config.revocation.consistency,
             applied_timeout: std::time::Duration::from_millis(config.revocation.applied_timeout_ms),
+            code_ttl_secs: config.tokens.code_ttl_secs,
         };
         let service = Arc::new(TokenService::new(
             backends.log,
@@ -86,7 +88,15 @@ impl Node {
             "admin.token",
         )?;
         let router = http::router(
-            http::AppState::new(service.clone(), verifier, keyring, admin_token, config),
+            http::AppState::new(
+                service.clone(),
+                verifier,
+                keyring,
+                admin_token,
+                BrowserKeys::new(kek.derive("session"), kek.derive("csrf")),
+                clock.clone(),
+                config,
+            ),
             config,
         )?;
         Ok(Self {

@@ -3,6 +3,9 @@
 use tokend_oauth::secrets::{Secret, random_token};
 use tokend_oauth::{GRANT_TYPES, NewClient, NewUser, TokenService};
 
+/// Where the demo client's authorization codes go (the README's example client app).
+pub const DEMO_REDIRECT_URI: &str = "http://127.0.0.1:8081/callback";
+
 /// Shown once, at the start that created them.
 pub struct DemoSecrets {
     pub client_id: String,
@@ -32,7 +35,8 @@ pub async fn demo(svc: &TokenService, client_id: &str) -> anyhow::Result<Option<
             scopes: vec!["read".into(), "write".into()],
             default_scopes: vec!["read".into()],
             audiences: vec!["api".into()],
-            redirect_uris: vec![],
+            redirect_uris: vec![DEMO_REDIRECT_URI.into()],
+            public: false,
         })
         .await?;
     let password: String = random_token().chars().take(20).collect();
@@ -43,7 +47,7 @@ pub async fn demo(svc: &TokenService, client_id: &str) -> anyhow::Result<Option<
     .await?;
     Ok(Some(DemoSecrets {
         client_id: client.client.client_id,
-        client_secret: client.client_secret,
+        client_secret: client.client_secret.unwrap_or_default(),
         username: "demo".into(),
         password,
     }))

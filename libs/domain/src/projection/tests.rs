@@ -28,6 +28,7 @@ fn issued(jti: &str, family: &str, refresh: Option<&str>, rotated_from: Option<&
             exp: 5000,
         }),
         rotated_from: rotated_from.map(Into::into),
+        from_code: None,
     })
 }
 

@@ -32,6 +32,7 @@ fn issued(jti: &str, sub: &str, family: &str, refresh: Option<&str>, from: Optio
             exp: FAR + 10,
         }),
         rotated_from: from.map(Into::into),
+        from_code: None,
     })
 }
 

@@ -38,6 +38,10 @@ impl OAuthForm {
         self.require(name).map(Secret::new)
     }
 
+    pub fn into_map(self) -> HashMap<String, String> {
+        self.0
+    }
+
     pub fn parse(body: &[u8]) -> Result<Self, ApiError> {
         let mut map = HashMap::new();
         for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {

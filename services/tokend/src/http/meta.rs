@@ -10,22 +10,25 @@ use super::AppState;
 pub async fn metadata(State(s): State<AppState>) -> Json<serde_json::Value> {
     let settings = s.svc.settings();
     let iss = settings.issuer.trim_end_matches('/');
-    let mut grants = vec!["client_credentials", "refresh_token"];
+    let mut grants = vec!["authorization_code", "client_credentials", "refresh_token"];
     if settings.password_grant {
         grants.push("password");
     }
-    let auth_methods = ["client_secret_basic", "client_secret_post"];
+    let auth_methods = ["client_secret_basic", "client_secret_post", "none"];
+    let confidential = ["client_secret_basic", "client_secret_post"];
     Json(serde_json::json!({
         "issuer": settings.issuer,
+        "authorization_endpoint": format!("{iss}/oauth/authorize"),
         "token_endpoint": format!("{iss}/oauth/token"),
         "revocation_endpoint": format!("{iss}/oauth/revoke"),
         "introspection_endpoint": format!("{iss}/oauth/introspect"),
         "jwks_uri": format!("{iss}/.well-known/jwks.json"),
         "grant_types_supported": grants,
-        "response_types_supported": [],
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_methods_supported": auth_methods,
-        "introspection_endpoint_auth_methods_supported": auth_methods,
+        "introspection_endpoint_auth_methods_supported": confidential,
         "token_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
     }))
 }

@@ -1,10 +1,12 @@
 //! The HTTP surface: one router, thin handlers, one error type.
 
 mod admin;
+mod authorize;
 mod error;
 mod extract;
 mod meta;
 mod oauth;
+mod pages;
 mod seed;
 
 use std::sync::Arc;
@@ -14,8 +16,10 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::{HeaderValue, Method, header};
 use axum::routing::{get, post};
+use tokend_domain::Clock;
 use tokend_jwt::{AccessClaims, SharedKeyring};
 use tokend_oauth::TokenService;
+use tokend_oauth::browser::BrowserKeys;
 use tokend_verify::{RevocationCheck, Verifier};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -31,6 +35,7 @@ pub struct AppState {
     keys: Arc<SharedKeyring>,
     admin_token_digest: Option<[u8; 32]>,
     jwks_max_age_secs: u64,
+    browser: Arc<pages::Browser>,
 }
 
 impl AppState {
@@ -39,6 +44,8 @@ impl AppState {
         verifier: Arc<Verifier>,
         keys: Arc<SharedKeyring>,
         admin_token: Option<String>,
+        browser_keys: BrowserKeys,
+        clock: Arc<dyn Clock>,
         config: &Config,
     ) -> Self {
         use sha2::{Digest, Sha256};
@@ -48,6 +55,7 @@ impl AppState {
             keys,
             admin_token_digest: admin_token.map(|t| Sha256::digest(t.as_bytes()).into()),
             jwks_max_age_secs: config.tokens.jwks_max_age_secs,
+            browser: Arc::new(pages::Browser::new(browser_keys, clock, config)),
         }
     }
 }
@@ -89,6 +97,9 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
             get(meta::metadata),
         )
         .route("/.well-known/jwks.json", get(meta::jwks))
+        .route("/oauth/authorize", get(authorize::start))
+        .route("/oauth/authorize/login", post(authorize::login))
+        .route("/oauth/authorize/consent", post(authorize::consent))
         .route("/healthz", get(meta::healthz))
         .route("/readyz", get(meta::readyz))
         .nest("/admin", admin::routes().layer(no_store()));

@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::IntoResponse;
+use tokend_oauth::secrets::Secret;
 use tokend_oauth::{Consistency, Grant, OAuthError, TokenRequest};
 
 use super::AppState;
@@ -18,6 +19,11 @@ fn grant(form: &OAuthForm) -> Result<Grant, ApiError> {
         "password" => Ok(Grant::Password {
             username: form.require("username")?.to_owned(),
             password: form.secret("password")?,
+        }),
+        "authorization_code" => Ok(Grant::AuthorizationCode {
+            code: form.secret("code")?,
+            redirect_uri: form.get("redirect_uri").map(str::to_owned),
+            code_verifier: form.get("code_verifier").map(Secret::new),
         }),
         _ => Err(OAuthError::UnsupportedGrantType.into()),
     }
