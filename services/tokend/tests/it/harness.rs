@@ -71,6 +71,21 @@ impl TestNode {
         }
     }
 
+    /// Status, headers and body text (for pages and redirects).
+    pub async fn send_raw(
+        &self,
+        req: Request<Body>,
+    ) -> (StatusCode, axum::http::HeaderMap, String) {
+        let resp = self.node.router.clone().oneshot(req).await.unwrap();
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            headers,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        )
+    }
+
     pub async fn send(&self, req: Request<Body>) -> Reply {
         let resp = self.node.router.clone().oneshot(req).await.unwrap();
         let status = resp.status();

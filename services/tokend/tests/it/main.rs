@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod admin;
+mod authorize;
 mod bad_input;
 mod harness;
 mod oauth;
