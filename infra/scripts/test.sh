@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh machine of this kind (build dependencies of
-# rdkafka's bundled librdkafka, the Docker engine without a bridge, the locally built Kafka and
-# Redis images), then runs all of it: formatting, clippy with -D warnings, and every test
+# rdkafka's bundled librdkafka, Debian's Chromium and ChromeDriver for the browser test, the
+# Docker engine without a bridge, the locally built Kafka and Redis images), then runs all of it: formatting, clippy with -D warnings, and every test
 # (unit, in-process HTTP, and the integration tests against real Kafka and Redis).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -10,7 +10,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "System packages"
 need=()
-for pkg in cmake pkg-config libssl-dev zlib1g-dev libcurl4-openssl-dev debootstrap; do
+for pkg in cmake pkg-config libssl-dev zlib1g-dev libcurl4-openssl-dev debootstrap chromium chromium-driver; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -4,6 +4,7 @@
 mod admin;
 mod authorize;
 mod bad_input;
+mod browser;
 mod harness;
 mod oauth;
 mod restart;
