@@ -226,3 +226,49 @@ fn offsets_apply_in_order_only_and_empty_records_advance_them() {
     assert_eq!(p.next_offset(0), 2);
     assert!(!p.is_revoked(&query("a1", 1000)));
 }
+
+fn code_issued(digest: &str, family: &str, exp: i64) -> Event {
+    Event::AuthorizationCodeIssued(AuthorizationCodeIssued {
+        code_digest: digest.into(),
+        client_id: "app".into(),
+        sub: "alice".into(),
+        redirect_uri: "https://app.test/cb".into(),
+        scope: "read".into(),
+        aud: vec!["api".into()],
+        code_challenge: "c".into(),
+        exp,
+        family_id: family.into(),
+    })
+}
+
+fn redeemed(jti: &str, family: &str, code: &str) -> Event {
+    let Event::TokenIssued(mut e) = issued(jti, family, Some(&format!("r-{jti}")), None) else {
+        unreachable!()
+    };
+    e.from_code = Some(code.into());
+    Event::TokenIssued(e)
+}
+
+#[test]
+fn codes_redeem_once_and_a_replay_revokes_the_first_tokens() {
+    use crate::model::CodeStatus;
+    let mut p = replay(&[code_issued("k1", "fc", 1060), redeemed("a1", "fc", "k1")]);
+    assert!(matches!(p.code_status("k1", 1010), CodeStatus::Redeemed(_)));
+    assert!(!p.is_revoked(&query("a1", 1000)));
+    // Redelivery of the same redemption is not a replay.
+    assert_eq!(
+        p.apply(pos(1), Some(&redeemed("a1", "fc", "k1"))),
+        Applied::Duplicate
+    );
+    p.apply(pos(2), Some(&redeemed("a2", "fc", "k1")));
+    assert!(p.is_revoked(&query("a1", 1000)) && p.is_revoked(&query("a2", 1000)));
+    assert_eq!(p.refresh_status("r-a1", 1010), RefreshStatus::Revoked);
+
+    let q = replay(&[code_issued("k2", "fd", 1060)]);
+    assert!(matches!(q.code_status("k2", 1059), CodeStatus::Valid(_)));
+    assert_eq!(q.code_status("k2", 1060), CodeStatus::Expired);
+    assert_eq!(q.code_status("nope", 0), CodeStatus::Unknown);
+    let mut pruned = q.clone();
+    pruned.prune(1061);
+    assert_eq!(pruned.code_status("k2", 0), CodeStatus::Unknown);
+}

@@ -36,6 +36,29 @@ fn issued(jti: &str, sub: &str, family: &str, refresh: Option<&str>, from: Optio
     })
 }
 
+fn code(digest: &str, family: &str, exp: i64) -> Event {
+    Event::AuthorizationCodeIssued(AuthorizationCodeIssued {
+        code_digest: digest.into(),
+        client_id: "app".into(),
+        sub: "erin".into(),
+        redirect_uri: "https://app.test/cb".into(),
+        scope: "read".into(),
+        aud: vec!["api".into()],
+        code_challenge: "challenge".into(),
+        exp,
+        family_id: family.into(),
+    })
+}
+
+fn redeem(jti: &str, family: &str, digest: &str) -> Event {
+    let Event::TokenIssued(mut e) = issued(jti, "erin", family, Some(&format!("r-{jti}")), None)
+    else {
+        unreachable!()
+    };
+    e.from_code = Some(digest.into());
+    Event::TokenIssued(e)
+}
+
 fn script() -> Vec<Event> {
     vec![
         Event::ClientRegistered(ClientRegistered {
@@ -102,6 +125,11 @@ fn script() -> Vec<Event> {
             client_id: "ghost".into(),
             revoked_before_ms: 5,
         }),
+        code("k1", "fk1", FAR),
+        code("k2", "fk2", FAR - 100),
+        redeem("e1", "fk1", "k1"),
+        redeem("e2", "fk1", "k1"), // a replayed code: both redemptions' tokens die
+        code("k3", "fk3", FAR),
     ]
 }
 
@@ -127,10 +155,19 @@ async fn apply_all(store: &RedisStore, events: &[Event]) -> Projection {
 async fn redis_agrees_with_the_reference_projection_on_every_query() {
     let store = store().await;
     let reference = apply_all(&store, &script()).await;
-    let subjects = ["alice", "bob", "carol", "dave", "nobody"];
+    for digest in ["k1", "k2", "k3", "none"] {
+        for now in [1000, FAR - 100, FAR + 1] {
+            assert_eq!(
+                store.code_status(digest, now).await.unwrap(),
+                reference.code_status(digest, now),
+                "code {digest} at {now}"
+            );
+        }
+    }
+    let subjects = ["alice", "bob", "carol", "dave", "erin", "nobody"];
     let clients = ["app", "other", "ghost"];
     let jtis = [
-        "a1", "a2", "a3", "b1", "b2", "c1", "c2", "c3", "d1", "unseen",
+        "a1", "a2", "a3", "b1", "b2", "c1", "c2", "c3", "d1", "e1", "e2", "unseen",
     ];
     for jti in jtis {
         for sub in subjects {
@@ -151,7 +188,9 @@ async fn redis_agrees_with_the_reference_projection_on_every_query() {
             }
         }
     }
-    for digest in ["r1", "r2", "r3", "s1", "s2", "t1", "t2", "t3", "none"] {
+    for digest in [
+        "r1", "r2", "r3", "s1", "s2", "t1", "t2", "t3", "r-e1", "r-e2", "none",
+    ] {
         for now in [1500, FAR + 20] {
             assert_eq!(
                 store.refresh_status(digest, now).await.unwrap(),

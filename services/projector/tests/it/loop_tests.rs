@@ -190,3 +190,104 @@ async fn remote_resource_server_verifies_with_jwks_and_redis() {
         .to_owned();
     assert!(challenge.starts_with("Bearer error=\"invalid_token\""));
 }
+
+/// Signs in and approves on node `i` with plain HTTP (cookies by hand); returns the code.
+async fn code_from(c: &Cluster, i: usize, query: &str) -> String {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = &c.nodes[i];
+    let mut jar: Vec<String> = Vec::new();
+    let field = |body: &str, name: &str| {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = body.find(&marker).unwrap() + marker.len();
+        let end = body[start..].find('"').unwrap() + start;
+        body[start..end]
+            .replace("&amp;", "&")
+            .replace("&#x2f;", "/")
+    };
+    let keep = |jar: &mut Vec<String>, resp: &reqwest::Response| {
+        for v in resp.headers().get_all("set-cookie") {
+            jar.push(v.to_str().unwrap().split(';').next().unwrap().to_owned());
+        }
+    };
+    let resp = http
+        .get(format!("{base}/oauth/authorize?{query}"))
+        .send()
+        .await
+        .unwrap();
+    keep(&mut jar, &resp);
+    let login = resp.text().await.unwrap();
+    let resp = http
+        .post(format!("{base}/oauth/authorize/login"))
+        .header("cookie", jar.join("; "))
+        .form(&[
+            ("csrf", field(&login, "csrf")),
+            ("request", field(&login, "request")),
+            ("username", "demo".into()),
+            ("password", c.password.clone()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 303);
+    keep(&mut jar, &resp);
+    let consent = http
+        .get(format!("{base}/oauth/authorize?{query}"))
+        .header("cookie", jar.join("; "))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let resp = http
+        .post(format!("{base}/oauth/authorize/consent"))
+        .header("cookie", jar.join("; "))
+        .form(&[
+            ("csrf", field(&consent, "csrf")),
+            ("request", field(&consent, "request")),
+            ("decision", "approve".into()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let query = location.split_once('?').unwrap().1;
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("code="))
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_issued_on_a_is_redeemed_on_b_once() {
+    let (c, _p) = cluster(2).await;
+    let query = "response_type=code&client_id=demo-client&redirect_uri=http%3A%2F%2F127.0.0.1%3A8081%2Fcallback&scope=read&state=s1&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256";
+    let code = code_from(&c, 0, query).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", "http://127.0.0.1:8081/callback"),
+        (
+            "code_verifier",
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+        ),
+    ];
+    let redeem = || c.form(1, "/oauth/token", &form);
+    let (status, body) = redeem().await;
+    assert_eq!(status, 200, "{body}");
+    let at = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(c.data(0, &at).await, 200);
+    let (status, body) = redeem().await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    eventually(Duration::from_secs(5), || async {
+        c.data(0, &at).await == 401
+    })
+    .await;
+}
