@@ -174,6 +174,7 @@ pub struct TokenFamilyRevoked {
 #[serde(rename_all = "snake_case")]
 pub enum FamilyRevokeReason {
     RefreshTokenReuse,
+    AuthorizationCodeReplay,
     RevokedByClient,
 }
 

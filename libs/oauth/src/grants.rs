@@ -177,19 +177,7 @@ impl TokenService {
             &client.default_scopes,
             "scope",
         )?;
-        let user = self.store.user(username).await?.filter(|u| !u.disabled);
-        let hash = user.as_ref().map(|u| u.password_hash.clone());
-        let password = password.clone();
-        let ok = tokio::task::spawn_blocking(move || {
-            secrets::verify_password(password.expose(), hash.as_deref())
-        })
-        .await
-        .unwrap_or(false);
-        if !ok {
-            return Err(OAuthError::InvalidGrant(
-                "invalid username or password".into(),
-            ));
-        }
+        self.check_user(username, password).await?;
         self.issue(Issue {
             client,
             sub: username.to_owned(),
@@ -230,17 +218,8 @@ impl TokenService {
         {
             CodeStatus::Valid(c) if c.client_id == client.client_id => c,
             CodeStatus::Redeemed(c) if c.client_id == client.client_id => {
-                tracing::warn!(
-                    client_id = %c.client_id,
-                    family_id = %c.family_id,
-                    "Authorization code replayed; revoking what it produced."
-                );
-                self.append(TokenFamilyRevoked {
-                    family_id: c.family_id,
-                    sub: c.sub,
-                    reason: FamilyRevokeReason::RefreshTokenReuse,
-                })
-                .await?;
+                let reason = FamilyRevokeReason::AuthorizationCodeReplay;
+                self.revoke_replayed(c.family_id, c.sub, reason).await?;
                 return Err(invalid("the authorization code was already used"));
             }
             CodeStatus::Expired => return Err(invalid("the authorization code has expired")),
@@ -267,6 +246,24 @@ impl TokenService {
         .await
     }
 
+    /// A refresh token or code presented twice: revoke every token of its grant (RFC 9700,
+    /// RFC 6749 4.1.2).
+    async fn revoke_replayed(
+        &self,
+        family_id: String,
+        sub: String,
+        reason: FamilyRevokeReason,
+    ) -> Result<()> {
+        tracing::warn!(%family_id, ?reason, "Replayed grant; revoking its token family.");
+        self.append(TokenFamilyRevoked {
+            family_id,
+            sub,
+            reason,
+        })
+        .await?;
+        Ok(())
+    }
+
     async fn refresh(
         &self,
         client: &Client,
@@ -283,17 +280,8 @@ impl TokenService {
         {
             RefreshStatus::Valid(r) if r.client_id == client.client_id => r,
             RefreshStatus::Used(r) if r.client_id == client.client_id => {
-                tracing::warn!(
-                    family_id = %r.family_id,
-                    client_id = %r.client_id,
-                    "Refresh token reuse; revoking the token family."
-                );
-                self.append(TokenFamilyRevoked {
-                    family_id: r.family_id,
-                    sub: r.sub,
-                    reason: FamilyRevokeReason::RefreshTokenReuse,
-                })
-                .await?;
+                let reason = FamilyRevokeReason::RefreshTokenReuse;
+                self.revoke_replayed(r.family_id, r.sub, reason).await?;
                 return Err(OAuthError::InvalidGrant(
                     "the refresh token was already used; the grant has been revoked".into(),
                 ));
