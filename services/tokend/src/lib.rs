@@ -2,8 +2,8 @@
 //! state store and the HTTP router; `main` only adds the listener. Tests build nodes the same
 //! way.
 
+mod backends;
 pub mod config;
-mod embedded;
 pub mod http;
 mod keys;
 mod seed;
@@ -47,7 +47,7 @@ impl Node {
             &kek,
             clock.now_ms(),
         )?));
-        let backends = embedded::open(config).await?;
+        let backends = backends::open(config).await?;
         let settings = Settings {
             issuer: config.tokens.issuer.clone(),
             access_ttl_secs: config.tokens.access_ttl_secs,
