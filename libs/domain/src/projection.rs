@@ -161,25 +161,19 @@ impl Projection {
             },
         );
 
-        // Two nodes may both accept the same refresh token before either event is applied:
-        // the log decides. The first rotation wins; a second one is reuse, and the family dies.
+        // Two nodes may both accept the same refresh token (or code) before either event is
+        // applied: the log decides. The first use wins; a second one is a replay, and the
+        // family dies.
         let mut reuse = false;
         if let Some(parent) = e
             .rotated_from
             .as_ref()
             .and_then(|d| self.refresh.get_mut(d))
         {
-            match &parent.used_by {
-                None => parent.used_by = Some(e.jti.clone()),
-                Some(jti) => reuse = jti != &e.jti,
-            }
+            reuse |= replayed(&mut parent.used_by, &e.jti);
         }
-        // Likewise for authorization codes: the first redemption wins, a second is replay.
         if let Some(code) = e.from_code.as_ref().and_then(|d| self.codes.get_mut(d)) {
-            match &code.redeemed_by {
-                None => code.redeemed_by = Some(e.jti.clone()),
-                Some(jti) => reuse |= jti != &e.jti,
-            }
+            reuse |= replayed(&mut code.redeemed_by, &e.jti);
         }
         let family_revoked = self.families.get(&e.family_id).is_some_and(|f| f.revoked);
         if reuse || family_revoked {
@@ -298,6 +292,17 @@ impl Projection {
         self.revoked.contains_key(&q.jti)
             || before_watermark(q.iat, self.subject_watermarks.get(&q.sub).copied())
             || before_watermark(q.iat, self.client_watermarks.get(&q.client_id).copied())
+    }
+}
+
+/// Records the first use (by `jti`); `true` when another `jti` used it first.
+fn replayed(used_by: &mut Option<String>, jti: &str) -> bool {
+    match used_by {
+        None => {
+            *used_by = Some(jti.to_owned());
+            false
+        }
+        Some(first) => first != jti,
     }
 }
 

@@ -55,6 +55,17 @@ local function revoke_client(client_id, ms)
   revoke_indexed(p .. 'clifam:' .. client_id)
 end
 
+-- Records the first use of `key` (by `jti`) in `field`; true when another jti used it first.
+local function replayed(key, field, jti)
+  if redis.call('EXISTS', key) == 0 then return false end
+  local by = redis.call('HGET', key, field)
+  if not by then
+    redis.call('HSET', key, field, jti)
+    return false
+  end
+  return by ~= jti
+end
+
 local function issue()
   local fid = e.family_id
   local fam = p .. 'fam:' .. fid
@@ -82,30 +93,14 @@ local function issue()
                       p .. 'subfam:' .. e.sub, p .. 'clifam:' .. e.client_id}) do
     if redis.call('EXISTS', k) == 1 then keep_until(k, until_) end
   end
-  -- The first rotation of a refresh token wins; a second, different one is reuse.
+  -- The first rotation of a refresh token, or redemption of a code, wins; a second,
+  -- different one is a replay, and the family dies.
   local reuse = false
-  if present(e.rotated_from) then
-    local parent = p .. 'rt:' .. e.rotated_from
-    if redis.call('EXISTS', parent) == 1 then
-      local used = redis.call('HGET', parent, 'used_by')
-      if not used then
-        redis.call('HSET', parent, 'used_by', e.jti)
-      elseif used ~= e.jti then
-        reuse = true
-      end
-    end
+  if present(e.rotated_from) and replayed(p .. 'rt:' .. e.rotated_from, 'used_by', e.jti) then
+    reuse = true
   end
-  -- Likewise for authorization codes: the first redemption wins, a second is replay.
-  if present(e.from_code) then
-    local code = p .. 'code:' .. e.from_code
-    if redis.call('EXISTS', code) == 1 then
-      local by = redis.call('HGET', code, 'redeemed_by')
-      if not by then
-        redis.call('HSET', code, 'redeemed_by', e.jti)
-      elseif by ~= e.jti then
-        reuse = true
-      end
-    end
+  if present(e.from_code) and replayed(p .. 'code:' .. e.from_code, 'redeemed_by', e.jti) then
+    reuse = true
   end
   if reuse or redis.call('HGET', fam, 'revoked') == '1' then revoke_family(fid) end
 end
