@@ -1,4 +1,5 @@
-//! The read model the projection maintains.
+//! The read model the projection maintains, and the rules that read it: one place decides
+//! what "revoked", "used" and "expired" mean, for the in-memory store and Redis alike.
 
 use serde::{Deserialize, Serialize};
 
@@ -8,7 +9,6 @@ pub struct Client {
     pub client_id: String,
     pub name: String,
     /// Keyed SHA-256 digest of the secret (hex); `None` for a public client.
-    #[serde(skip_serializing)]
     pub secret_digest: Option<String>,
     pub grant_types: Vec<String>,
     pub scopes: Vec<String>,
@@ -28,25 +28,26 @@ impl Client {
 }
 
 /// A resource owner.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     pub username: String,
     pub password_hash: String,
     pub disabled: bool,
 }
 
-/// An access token the projection has seen issued.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenRecord {
-    pub sub: String,
-    pub client_id: String,
-    pub family_id: String,
-    pub iat: i64,
-    pub exp: i64,
+/// One grant and its rotations (a login session). Recorded only for grants that can mint
+/// more than one token (refresh tokens, codes); a lone client-credentials token has none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FamilyRecord {
+    /// Every token of the family is revoked (refresh-token reuse, code replay, revoked by
+    /// the client): checked by `sid` at validation, so revoking a family is one write.
+    pub revoked: bool,
+    /// The latest expiry of any token of the family (seconds): the record lives until then.
+    pub until: i64,
 }
 
 /// A refresh token, by the SHA-256 digest of its value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefreshRecord {
     pub family_id: String,
     pub sub: String,
@@ -55,6 +56,8 @@ pub struct RefreshRecord {
     pub aud: Vec<String>,
     pub iat: i64,
     pub exp: i64,
+    /// When the family's grant began (ms): compared with subject and client watermarks.
+    pub auth_time_ms: i64,
     /// The `jti` of the issue that consumed this token, once rotated.
     pub used_by: Option<String>,
 }
@@ -74,19 +77,63 @@ pub enum RefreshStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevocationQuery {
     pub jti: String,
+    /// The token's family (`sid`).
+    pub family_id: String,
     pub sub: String,
     pub client_id: String,
-    pub iat: i64,
+    /// When the token's grant began (ms).
+    pub auth_time_ms: i64,
 }
 
-/// `true` when a token issued at `iat` (seconds) falls before a "revoked before" watermark
-/// (milliseconds). Tokens from the watermark's own second are caught by the index instead.
-pub fn before_watermark(iat_secs: i64, watermark_ms: Option<i64>) -> bool {
-    watermark_ms.is_some_and(|wm| iat_secs < wm.div_euclid(1000))
+/// What the revocation rule reads for one token: one round trip's worth of records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RevocationState {
+    /// The token itself was revoked.
+    pub token_revoked: bool,
+    pub family: Option<FamilyRecord>,
+    pub subject_watermark: Option<i64>,
+    pub client_watermark: Option<i64>,
+}
+
+impl RevocationState {
+    /// The rule: revoked by `jti`, by its family, or because its grant began before a
+    /// subject- or client-wide "revoked before" watermark (ms, exact: no rounding to seconds).
+    pub fn revokes(&self, auth_time_ms: i64) -> bool {
+        self.token_revoked
+            || self.family.as_ref().is_some_and(|f| f.revoked)
+            || before_watermark(auth_time_ms, self.subject_watermark)
+            || before_watermark(auth_time_ms, self.client_watermark)
+    }
+}
+
+/// `true` when a grant that began at `auth_time_ms` falls before a "revoked before" watermark.
+pub fn before_watermark(auth_time_ms: i64, watermark_ms: Option<i64>) -> bool {
+    watermark_ms.is_some_and(|wm| auth_time_ms < wm)
+}
+
+/// The status of a refresh token from its record and the revocation state of its grant.
+/// A refresh token whose family record is gone is revoked (fail closed).
+pub fn refresh_status(
+    record: Option<RefreshRecord>,
+    revocation: &RevocationState,
+    now_secs: i64,
+) -> RefreshStatus {
+    let Some(r) = record else {
+        return RefreshStatus::Unknown;
+    };
+    if revocation.family.is_none() || revocation.revokes(r.auth_time_ms) {
+        RefreshStatus::Revoked
+    } else if r.used_by.is_some() {
+        RefreshStatus::Used(r)
+    } else if r.exp <= now_secs {
+        RefreshStatus::Expired
+    } else {
+        RefreshStatus::Valid(r)
+    }
 }
 
 /// An authorization code, by the SHA-256 digest of its value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CodeRecord {
     pub client_id: String,
     pub sub: String,
@@ -96,6 +143,8 @@ pub struct CodeRecord {
     pub code_challenge: String,
     pub exp: i64,
     pub family_id: String,
+    /// When the user approved (ms): the family's `auth_time_ms`.
+    pub auth_time_ms: i64,
     /// The `jti` of the issue that redeemed it.
     pub redeemed_by: Option<String>,
 }
@@ -108,4 +157,13 @@ pub enum CodeStatus {
     Redeemed(CodeRecord),
     Expired,
     Unknown,
+}
+
+pub fn code_status(record: Option<CodeRecord>, now_secs: i64) -> CodeStatus {
+    match record {
+        None => CodeStatus::Unknown,
+        Some(c) if c.redeemed_by.is_some() => CodeStatus::Redeemed(c),
+        Some(c) if c.exp <= now_secs => CodeStatus::Expired,
+        Some(c) => CodeStatus::Valid(c),
+    }
 }

@@ -6,13 +6,13 @@ use tokend_events::{Envelope, Event};
 
 use crate::model::{Client, CodeStatus, RefreshStatus, RevocationQuery, User};
 
-/// What applying one record did.
+/// What applying a batch of consecutive records of one partition did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
-    /// Applied (or, with no event, passed over) and its offset recorded.
-    Applied,
-    /// The offset was applied before: nothing changed.
-    Duplicate,
+    /// The partition is now at `next`. The first `duplicates` records had been applied
+    /// before and were passed over; the rest were applied (or, with no event, passed over)
+    /// and their offsets recorded.
+    Done { next: u64, duplicates: u64 },
     /// Earlier records of the partition are missing (a wiped or new generation of the
     /// projection): nothing changed; resume reading the partition at `next`.
     Gap { next: u64 },
@@ -36,6 +36,10 @@ pub enum LogError {
 pub enum StoreError {
     #[error("the state store is unavailable: {0}")]
     Unavailable(String),
+    /// The store answers but holds no complete projection (lost, reset, or being rebuilt):
+    /// readers must not take "not found" for an answer, and fail closed.
+    #[error("the projection is missing or incomplete; the projector is restoring it")]
+    NotReady,
 }
 
 /// The append-only source of truth.
@@ -51,14 +55,16 @@ pub trait EventLog: Send + Sync {
 /// The projection of the log that reads are served from.
 #[async_trait]
 pub trait StateStore: Send + Sync {
-    /// Applies the record at `position` and records its offset, atomically. `None` records the
-    /// offset of a record with no effect (unknown type, undecodable). Per partition, only the
-    /// next expected offset applies: a redelivered offset is [`Applied::Duplicate`] and a
-    /// later one is [`Applied::Gap`] (the caller seeks back to `next`); neither changes state.
-    async fn apply(
+    /// Applies consecutive records of `partition` from offset `first` and records the next
+    /// offset, atomically. `None` records the offset of a record with no effect (unknown
+    /// type, undecodable). Records applied before are passed over; a batch that starts past
+    /// the next expected offset is [`Applied::Gap`] (the caller seeks back to `next`) and
+    /// changes nothing.
+    async fn apply_batch(
         &self,
-        position: LogPosition,
-        event: Option<&Event>,
+        partition: u32,
+        first: u64,
+        events: &[Option<&Event>],
     ) -> Result<Applied, StoreError>;
 
     /// The next offset to apply on `partition` (0 when nothing was applied).

@@ -5,13 +5,23 @@
 //! [`Decoded::Unknown`] so that an old reader skips a newer writer's events with a warning.
 //!
 //! # Partition key
-//! [`Event::partition_key`] decides which events are totally ordered against each other. Every
-//! event about one token family, one subject's tokens or one authorization code carries the
-//! *subject* as its key (an authorization code and the tokens redeemed from it included) (for `client_credentials` tokens the subject is the client id), so
-//! issue → rotate → reuse-detect → revoke of a family and "log out everywhere" of a subject are
-//! applied in the order they were appended. Client registration and client-wide revocation are
-//! keyed by client id: client-wide revocation is a watermark on `iat`, which is correct in any
-//! interleaving with the client's token events. Users are keyed by user name.
+//! [`Event::partition_key`] decides which events are totally ordered against each other, and
+//! the projection is built so that it needs no other order:
+//!
+//! - every event about one **token family** (one grant and its rotations: `TokenIssued`,
+//!   `TokenRevoked`, `TokenFamilyRevoked`, `AuthorizationCodeIssued`) is keyed by the family
+//!   id, so issue → rotate → reuse-detect → revoke of a family and the single use of a code
+//!   apply in append order, and one busy client's tokens spread over every partition;
+//! - `SubjectRevoked`, `UserCreated`, `UserDisabled` are keyed by the user name;
+//! - `ClientRegistered`, `ClientDisabled`, `ClientRevoked` by the client id.
+//!
+//! Every record of the projection is written by events of one key only (a family's refresh
+//! tokens, code and revoked flag; a subject's watermark and user record; a client's watermark
+//! and registration), so each partition's part of the projection is a function of that
+//! partition alone. What crosses partitions, a subject- or client-wide revocation against the
+//! tokens of many families, is decided at read time by comparing times carried in the token
+//! (`auth_time_ms`, the start of its grant) with the watermark (`revoked_before_ms`): that
+//! comparison gives the same answer whichever partition the projector applied first.
 
 mod envelope;
 mod payload;

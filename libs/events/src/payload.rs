@@ -71,11 +71,11 @@ impl Event {
             Event::ClientRevoked(e) => &e.client_id,
             Event::UserCreated(e) => &e.username,
             Event::UserDisabled(e) => &e.username,
-            Event::TokenIssued(e) => &e.sub,
-            Event::TokenRevoked(e) => &e.sub,
-            Event::TokenFamilyRevoked(e) => &e.sub,
+            Event::TokenIssued(e) => &e.family_id,
+            Event::TokenRevoked(e) => &e.family_id,
+            Event::TokenFamilyRevoked(e) => &e.family_id,
             Event::SubjectRevoked(e) => &e.sub,
-            Event::AuthorizationCodeIssued(e) => &e.sub,
+            Event::AuthorizationCodeIssued(e) => &e.family_id,
         }
     }
 }
@@ -134,8 +134,14 @@ pub struct TokenIssued {
     /// Seconds since the Unix epoch.
     pub iat: i64,
     pub exp: i64,
-    /// The grant this token descends from: every rotation keeps it.
+    /// The grant this token descends from: every rotation keeps it (the token's `sid`).
     pub family_id: String,
+    /// When the grant began (ms since the epoch, the issuing node's clock): the login, the
+    /// consent, or the client credentials issue. Every rotation keeps it; subject and client
+    /// watermarks compare against it, so a refresh family started before a revocation dies
+    /// with it, whenever its later tokens were minted.
+    #[serde(default)]
+    pub auth_time_ms: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh: Option<RefreshIssued>,
     /// Digest of the refresh token this issue consumed (refresh grant).
@@ -159,6 +165,10 @@ pub struct TokenRevoked {
     pub sub: String,
     pub client_id: String,
     pub exp: i64,
+    /// The token's family (its `sid`): the partition key, so the revocation is ordered with
+    /// the family's other events.
+    #[serde(default)]
+    pub family_id: String,
 }
 
 /// Every access and refresh token of one grant is revoked (refresh-token reuse, or the
@@ -200,4 +210,7 @@ pub struct AuthorizationCodeIssued {
     pub exp: i64,
     /// The token family the redemption starts.
     pub family_id: String,
+    /// When the user approved (ms): the `auth_time_ms` of the family the code starts.
+    #[serde(default)]
+    pub auth_time_ms: i64,
 }

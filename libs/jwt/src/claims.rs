@@ -11,6 +11,14 @@ pub struct AccessClaims {
     pub client_id: String,
     pub scope: String,
     pub jti: String,
+    /// The token family (one grant and its rotations; OpenID's session id): revoking the
+    /// family revokes the token.
+    #[serde(default)]
+    pub sid: String,
+    /// When the grant began, in ms: subject- and client-wide revocations compare their
+    /// watermark with it exactly (a token without it counts as older than any watermark).
+    #[serde(default)]
+    pub auth_time_ms: i64,
     pub iat: i64,
     pub exp: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -22,6 +22,15 @@ impl MemoryStore {
             .apply(position, event)
     }
 
+    /// The records held (for memory figures).
+    pub fn records(&self) -> usize {
+        self.projection
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .state()
+            .len()
+    }
+
     /// Drops records of tokens that expired before `now_secs`.
     pub fn prune(&self, now_secs: i64) {
         self.projection
@@ -40,12 +49,17 @@ impl MemoryStore {
 
 #[async_trait]
 impl StateStore for MemoryStore {
-    async fn apply(
+    async fn apply_batch(
         &self,
-        position: LogPosition,
-        event: Option<&Event>,
+        partition: u32,
+        first: u64,
+        events: &[Option<&Event>],
     ) -> Result<Applied, StoreError> {
-        Ok(self.apply_now(position, event))
+        Ok(self
+            .projection
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .apply_batch(partition, first, events))
     }
 
     async fn next_offset(&self, partition: u32) -> Result<u64, StoreError> {
@@ -57,7 +71,7 @@ impl StateStore for MemoryStore {
     }
 
     async fn clients(&self) -> Result<Vec<Client>, StoreError> {
-        self.read(|p| p.clients().cloned().collect())
+        self.read(Projection::clients)
     }
 
     async fn user(&self, username: &str) -> Result<Option<User>, StoreError> {

@@ -160,6 +160,7 @@ impl TokenService {
                 code_challenge: req.code_challenge.clone(),
                 exp: self.clock.now_secs() + self.settings.code_ttl_secs,
                 family_id: secrets::random_id(),
+                auth_time_ms: self.clock.now_ms(),
             })
             .await?;
         // The client may redeem the code on any node at once.

@@ -63,6 +63,7 @@ impl TokenService {
                 sub: claims.sub,
                 client_id: claims.client_id,
                 exp: claims.exp,
+                family_id: claims.sid,
             })
             .await?;
         Ok(Found::Yes(Some(position)))

@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
-use tokend_domain::model::{Client, RevocationQuery};
+use tokend_domain::model::Client;
 use tokend_domain::{Clock, EventLog, LogPosition, StateStore};
 use tokend_events::{Envelope, Event, RefreshIssued, TokenIssued};
 use tokend_jwt::{AccessClaims, SharedKeyring};
+use tokend_verify::revocation_query;
 
 use crate::grants::TokenResponse;
 use crate::secrets::{self, SecretHasher};
@@ -55,6 +56,8 @@ pub(crate) struct Issue<'a> {
     pub scope: String,
     pub aud: Vec<String>,
     pub family_id: String,
+    /// When the grant began (ms): now for a new grant, the family's for a refresh or a code.
+    pub auth_time_ms: i64,
     pub rotated_from: Option<String>,
     pub from_code: Option<String>,
     pub with_refresh: bool,
@@ -101,6 +104,8 @@ impl TokenService {
             client_id: issue.client.client_id.clone(),
             scope: issue.scope,
             jti: secrets::random_id(),
+            sid: issue.family_id,
+            auth_time_ms: issue.auth_time_ms,
             iat: now,
             exp: now + self.settings.access_ttl_secs,
             nbf: None,
@@ -120,6 +125,8 @@ impl TokenService {
             client_id,
             scope,
             jti,
+            sid,
+            auth_time_ms,
             iat,
             exp,
             ..
@@ -133,7 +140,8 @@ impl TokenService {
                 aud,
                 iat,
                 exp,
-                family_id: issue.family_id,
+                family_id: sid,
+                auth_time_ms,
                 refresh,
                 rotated_from: issue.rotated_from,
                 from_code: issue.from_code,
@@ -157,13 +165,7 @@ impl TokenService {
 
     /// The revocation lookup for a verified token's claims.
     pub async fn is_revoked(&self, claims: &AccessClaims) -> Result<bool> {
-        let query = RevocationQuery {
-            jti: claims.jti.clone(),
-            sub: claims.sub.clone(),
-            client_id: claims.client_id.clone(),
-            iat: claims.iat,
-        };
-        Ok(self.store.is_revoked(&query).await?)
+        Ok(self.store.is_revoked(&revocation_query(claims)).await?)
     }
 
     /// Readiness: a signing key is loaded, the log and the store answer.

@@ -1,25 +1,86 @@
-//! Generations of the projection: a pinned handle for `rebuild`, the atomic switch, removal,
-//! and a digest of a whole generation for comparing projections.
+//! Generations of the projection and the ready marker.
+//!
+//! `P:active` names the live generation. Writers (projectors) create one when there is none
+//! (first start, or Redis lost its data): `SET NX`, so concurrent projectors agree. A
+//! generation is **ready** once every partition has been applied up to the end of the log as
+//! it was when the generation began ([`RedisStore::mark_complete`]); until then readers get
+//! `NotReady`. `rebuild` fills a pinned generation and switches to it with
+//! [`RedisStore::activate`] only once it has caught up with the live one.
 
 use std::sync::Arc;
 
-use redis::AsyncCommands;
+use redis::{AsyncCommands, Script};
 use sha2::{Digest, Sha256};
 use tokend_domain::StoreError;
 
 use crate::RedisStore;
-use crate::store::{default_generation, unavailable};
+use crate::store::unavailable;
+
+/// What a projector needs to know of one of its partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionState {
+    /// The next offset to apply.
+    pub next: u64,
+    /// The partition has been applied up to the end of the log since the generation began.
+    pub complete: bool,
+}
+
+/// Why [`RedisStore::activate`] did not switch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Activation {
+    Switched {
+        previous: Option<String>,
+    },
+    /// The live generation is further along on `partition`: apply up to `needed` first.
+    Behind {
+        partition: u32,
+        needed: u64,
+    },
+}
+
+/// A fresh generation name.
+pub fn new_generation_name() -> String {
+    format!("g{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
 
 impl RedisStore {
-    /// The live generation, read from the pointer now.
-    pub async fn active_generation(&self) -> Result<String, StoreError> {
-        let g: Option<String> = self
-            .con
+    /// The live generation, read from the pointer now (`None`: no projection).
+    pub async fn active_generation(&self) -> Result<Option<String>, StoreError> {
+        self.con
             .clone()
             .get(self.pointer_key())
             .await
-            .map_err(unavailable)?;
-        Ok(g.unwrap_or_else(default_generation))
+            .map_err(unavailable)
+    }
+
+    /// The generation a writer writes: the pinned one, or the live one, created when there
+    /// is none.
+    pub(crate) async fn writer_generation(&self) -> Result<String, StoreError> {
+        if let Some(g) = &self.pinned {
+            return Ok(g.to_string());
+        }
+        let seen = self.generation_guess();
+        if !seen.is_empty() {
+            return Ok(seen);
+        }
+        let mut con = self.con.clone();
+        let created: bool = redis::cmd("SET")
+            .arg(self.pointer_key())
+            .arg(new_generation_name())
+            .arg("NX")
+            .query_async::<Option<String>>(&mut con)
+            .await
+            .map_err(unavailable)?
+            .is_some();
+        let live = self
+            .active_generation()
+            .await?
+            .ok_or_else(|| StoreError::Unavailable("the generation pointer vanished".into()))?;
+        if created {
+            tracing::warn!(generation = %live, "No projection in Redis; started a new generation, readers wait until it is complete.");
+        }
+        self.saw_generation(Some(live.clone()));
+        Ok(live)
     }
 
     /// A handle that reads and writes generation `generation` only.
@@ -29,20 +90,85 @@ impl RedisStore {
         pinned
     }
 
-    /// Switches every reader to `generation` (one `SET`; readers follow within a second).
-    pub async fn activate(&self, generation: &str) -> Result<(), StoreError> {
-        self.con
-            .clone()
-            .set(self.pointer_key(), generation)
+    /// Where `partition` stands in the generation this handle writes (creating a live one
+    /// when there is none).
+    pub async fn partition_state(&self, partition: u32) -> Result<PartitionState, StoreError> {
+        let prefix = self.prefix_of(&self.writer_generation().await?);
+        let (pointer, next, complete): (Option<String>, Option<u64>, bool) = redis::pipe()
+            .get(self.pointer_key())
+            .hget(format!("{prefix}offsets"), partition)
+            .hexists(format!("{prefix}complete"), partition)
+            .query_async(&mut self.con.clone())
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        if self.pinned.is_none() && pointer.as_deref() != Some(self.generation_guess().as_str()) {
+            // Lost or switched: resolve again next time, and report the partition empty.
+            self.saw_generation(None);
+            return Ok(PartitionState {
+                next: 0,
+                complete: false,
+            });
+        }
+        Ok(PartitionState {
+            next: next.unwrap_or(0),
+            complete,
+        })
+    }
+
+    /// Records that `partition` is complete; once all `partitions` are, the generation is
+    /// ready for readers. Returns whether it is ready.
+    pub async fn mark_complete(&self, partition: u32, partitions: u32) -> Result<bool, StoreError> {
+        let prefix = self.prefix_of(&self.writer_generation().await?);
+        let script = Script::new(
+            "redis.call('HSET', KEYS[1], ARGV[1], '1') \
+             if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[2]) then \
+               redis.call('SET', KEYS[2], '1') return 1 end \
+             return redis.call('EXISTS', KEYS[2])",
+        );
+        let ready: i64 = script
+            .key(format!("{prefix}complete"))
+            .key(format!("{prefix}ready"))
+            .arg(partition)
+            .arg(partitions)
+            .invoke_async(&mut self.con.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(ready == 1)
+    }
+
+    /// Switches readers and writers to `generation` if it has applied at least as far as
+    /// the live one on every partition; marks it ready.
+    pub async fn activate(&self, generation: &str) -> Result<Activation, StoreError> {
+        let script = Script::new(include_str!("switch.lua"));
+        let (outcome, a, b): (u8, String, Option<u64>) = script
+            .arg(self.pointer_key())
+            .arg(format!("{}:", self.base))
+            .arg(generation)
+            .invoke_async(&mut self.con.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(match outcome {
+            0 => Activation::Switched {
+                previous: Some(a).filter(|g| !g.is_empty()),
+            },
+            _ => Activation::Behind {
+                partition: a.parse().unwrap_or_default(),
+                needed: b.unwrap_or_default(),
+            },
+        })
     }
 
     async fn keys_of(&self, generation: &str) -> Result<Vec<String>, StoreError> {
-        let pattern = format!("{}:{generation}:*", self.base);
+        let pattern = format!("{}*", self.prefix_of(generation));
         let mut con = self.con.clone();
-        let mut iter: redis::AsyncIter<String> =
-            con.scan_match(&pattern).await.map_err(unavailable)?;
+        let mut iter: redis::AsyncIter<String> = con
+            .scan_options(
+                redis::ScanOptions::default()
+                    .with_pattern(pattern)
+                    .with_count(1000),
+            )
+            .await
+            .map_err(unavailable)?;
         let mut keys = Vec::new();
         while let Some(item) = iter.next_item().await {
             keys.push(item.map_err(unavailable)?);
@@ -60,14 +186,21 @@ impl RedisStore {
         Ok(())
     }
 
-    /// SHA-256 (hex) of the whole current generation: every key (relative to the generation)
-    /// with its value in canonical form (hash fields and set members sorted); TTLs left out.
+    /// SHA-256 (hex) of the generation this handle reads: every record and offset (relative
+    /// to the generation) with its value in canonical form; markers and TTLs left out.
     pub async fn digest(&self) -> Result<String, StoreError> {
-        let generation = self.current_generation().await?;
-        let prefix = format!("{}:{generation}:", self.base);
+        let generation = match &self.pinned {
+            Some(g) => g.to_string(),
+            None => self.active_generation().await?.unwrap_or_default(),
+        };
+        let prefix = self.prefix_of(&generation);
         let mut hasher = Sha256::new();
         let mut con = self.con.clone();
         for key in self.keys_of(&generation).await? {
+            let name = key.trim_start_matches(&prefix);
+            if name == "ready" || name == "complete" {
+                continue;
+            }
             let kind: String = redis::cmd("TYPE")
                 .arg(&key)
                 .query_async(&mut con)
@@ -88,7 +221,7 @@ impl RedisStore {
                 }
                 _ => continue, // expired between SCAN and TYPE
             };
-            hasher.update(key.trim_start_matches(&prefix).as_bytes());
+            hasher.update(name.as_bytes());
             hasher.update([0]);
             hasher.update(kind.as_bytes());
             for v in value {

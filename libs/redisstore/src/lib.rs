@@ -1,40 +1,57 @@
 //! The production [`StateStore`](tokend_domain::StateStore): the projection in Redis.
 //!
-//! Applying an event and recording its partition offset happen in one Lua script
-//! (`apply.lua`), so they are atomic; the script applies only the partition's next offset
-//! (older: duplicate, newer: gap), which makes redelivery a no-op and lets the projector find
-//! where to resume. The script reproduces `tokend_domain::Projection::apply` exactly; the
-//! integration tests compare the two on the same events.
+//! - **Apply** is batched per partition ([`RedisStore::apply_records`]): one round trip reads
+//!   the partition's next offset and every record the batch touches, the domain's own
+//!   `State::apply` computes the result (there is no second copy of the projection logic),
+//!   and one small script (`write.lua`) writes the changed records and the new offset if the
+//!   offset and the live generation are still what was read. Records applied before are
+//!   passed over; a batch past the next offset is a gap and changes nothing.
+//! - **Reads fail closed**: every query is one pipeline that also reads the generation
+//!   pointer and the generation's `ready` marker. No pointer or no marker (Redis restarted
+//!   empty, `FLUSHALL`, a generation still being filled) is `StoreError::NotReady`, which
+//!   nodes answer with 503, never with "not revoked" or `invalid_client`.
+//! - **The revocation check** is one round trip: `MGET` of `rev:{jti}`, `fam:{sid}`,
+//!   `wm:sub:{sub}`, `wm:cli:{client}` (with the pointer and the marker in the same pipeline).
 //!
 //! # Key layout
-//! Everything lives under a base prefix `P` (`redis.key_prefix`). `P:active` names the live
-//! generation (`g0` when absent); a `rebuild` fills a new generation and switches the pointer.
-//! Inside a generation `G`:
+//! Everything lives under a base prefix `P` (`redis.key_prefix`); records live under `P:G:`
+//! for generation `G`. Values are JSON unless noted; times are seconds unless marked ms.
 //!
-//! | key | type | holds | expires |
-//! | --- | --- | --- | --- |
-//! | `P:G:offsets` | hash | partition → next offset to apply | never |
-//! | `P:G:tok:{jti}` | hash | active access token: sub, client_id, family_id, iat, exp | at `exp` |
-//! | `P:G:rev:{jti}` | string | revoked access token | at its `exp` |
-//! | `P:G:rt:{digest}` | hash | refresh token by SHA-256: family_id, sub, client_id, scope, aud, iat, exp, used_by | at its `exp` |
-//! | `P:G:fam:{id}` | hash | token family: sub, client_id, revoked | with its last member |
-//! | `P:G:famj:{id}` / `famr:{id}` | set | the family's `jti`s / refresh digests | with its last member |
-//! | `P:G:subfam:{sub}` / `clifam:{client}` | set | families of a subject / client (session index) | with its last member |
-//! | `P:G:wm:sub:{sub}` / `wm:cli:{client}` | string | "revoked before" watermark, ms | never (one per revoked subject/client) |
-//! | `P:G:code:{digest}` | hash | authorization code: client_id, sub, redirect_uri, scope, aud, code_challenge, exp, family_id, redeemed_by | at its `exp` |
-//! | `P:G:client:{id}` | hash | `json` (the registration), `disabled` | never |
-//! | `P:G:clients` | set | client ids | never |
-//! | `P:G:user:{name}` | hash | `password_hash`, `disabled` | never |
+//! | key | holds | expires |
+//! | --- | --- | --- |
+//! | `P:active` | name of the live generation | never |
+//! | `P:G:offsets` | hash: partition → next offset to apply | never |
+//! | `P:G:complete` | hash: partitions applied to the log's end since `G` began | never |
+//! | `P:G:ready` | `1`: every partition is complete; readers may answer | never |
+//! | `P:G:rev:{jti}` | revoked access token: its `exp` (number) | at the token's `exp` |
+//! | `P:G:fam:{id}` | token family: `revoked`, `until` | at `until`, its last token's expiry |
+//! | `P:G:rt:{digest}` | refresh token by SHA-256: family, subject, client, scope, `aud`, `iat`, `exp`, `auth_time_ms`, `used_by` | at its `exp` |
+//! | `P:G:code:{digest}` | authorization code: client, subject, redirect URI, scope, `aud`, challenge, `exp`, family, `auth_time_ms`, `redeemed_by` | at its `exp` |
+//! | `P:G:wm:sub:{sub}` | "revoked before" watermark of a subject, ms (number) | never |
+//! | `P:G:wm:cli:{client}` | "revoked before" watermark of a client, ms (number) | never |
+//! | `P:G:client:{id}` | registration and `disabled` | never |
+//! | `P:G:clients` | set of client ids | never |
+//! | `P:G:user:{name}` | password hash (argon2id PHC) and `disabled` | never |
 //!
-//! The revocation check on the validation path is one `MGET` of `rev:{jti}`, `wm:sub:{sub}`
-//! and `wm:cli:{client}`. All of a generation's keys are addressed from one script, so this
-//! layout needs a single Redis (or a primary with replicas), not Redis Cluster.
+//! An access token with no refresh token (client credentials) costs no key at all until it
+//! is revoked; one with a refresh token costs `rt:` and `fam:`. Revoking a family, a subject
+//! or a client writes one key whatever the number of tokens.
+//!
+//! Every record is written by events of one partition only, so a batch's read-compute-write
+//! is safe with one projector per partition and still correct while a rebalance briefly
+//! gives a partition two: the offset check lets exactly one of them write each range. The
+//! whole generation is addressed by one script, so this layout needs a single Redis (or a
+//! primary with replicas), not Redis Cluster.
 
+mod apply;
 mod generation;
+mod keys;
+mod reads;
 mod revocation;
 mod settings;
 mod store;
 
+pub use generation::{Activation, PartitionState, new_generation_name};
 pub use revocation::RedisRevocation;
 pub use settings::RedisSettings;
 pub use store::RedisStore;

@@ -7,6 +7,8 @@ use serde::Deserialize;
 pub struct RedisSettings {
     pub url: String,
     pub key_prefix: String,
+    /// A command with no answer within this time fails (and the caller answers 503).
+    pub response_timeout_ms: u64,
 }
 
 impl Default for RedisSettings {
@@ -14,6 +16,7 @@ impl Default for RedisSettings {
         Self {
             url: "redis://127.0.0.1:6379".into(),
             key_prefix: "tokend".into(),
+            response_timeout_ms: 2000,
         }
     }
 }

@@ -1,23 +1,19 @@
-//! The store handle: connection, generation resolution, and the `StateStore` operations.
+//! The store handle: connection, the live generation, and reads that fail closed.
+//!
+//! Every read is one pipeline that also reads the generation pointer and the generation's
+//! `ready` marker, so a reader never takes the absence of a record in a lost, reset or
+//! half-rebuilt projection for "not revoked": it gets [`StoreError::NotReady`] instead. When
+//! the pointer names another generation than the one the handle used, the read is repeated
+//! there (a rebuild just switched readers).
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, Script};
-use tokend_domain::model::{
-    Client, CodeRecord, CodeStatus, RefreshRecord, RefreshStatus, RevocationQuery, User,
-    before_watermark,
-};
-use tokend_domain::{Applied, LogPosition, StateStore, StoreError};
-use tokend_events::{ClientRegistered, Event};
-use tokio::time::Instant;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{FromRedisValue, Pipeline, Script};
+use tokend_domain::StoreError;
 
-/// How long a reader trusts its cached idea of the live generation.
-const GENERATION_TTL: Duration = Duration::from_secs(1);
-pub(crate) const DEFAULT_GENERATION: &str = "g0";
+use crate::RedisSettings;
 
 pub(crate) fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("redis: {e}"))
@@ -27,10 +23,12 @@ pub(crate) fn unavailable(e: redis::RedisError) -> StoreError {
 pub struct RedisStore {
     pub(crate) con: ConnectionManager,
     pub(crate) base: Arc<str>,
-    /// A handle pinned to one generation (rebuild) instead of following `P:active`.
+    /// A handle pinned to one generation (rebuild, tests) instead of following `P:active`;
+    /// its reads do not require the generation to be ready.
     pub(crate) pinned: Option<Arc<str>>,
-    active: Arc<RwLock<Option<(String, Instant)>>>,
-    script: Arc<Script>,
+    /// The live generation as last seen.
+    seen: Arc<RwLock<Option<String>>>,
+    pub(crate) write_script: Arc<Script>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -42,17 +40,44 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
+/// What a read found besides its data.
+pub(crate) enum Resolved<T> {
+    Data(T),
+    /// The pointer names another generation: read again there.
+    Moved,
+}
+
 impl RedisStore {
     /// Connects (multiplexed, reconnecting by itself) to the projection under `base_prefix`.
+    /// Commands that get no answer within `response_timeout` fail, so a frozen Redis makes
+    /// callers answer 503 rather than wait.
     pub async fn connect(url: &str, base_prefix: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let con = client.get_connection_manager().await.map_err(unavailable)?;
+        Self::connect_with(&RedisSettings {
+            url: url.to_owned(),
+            key_prefix: base_prefix.to_owned(),
+            ..RedisSettings::default()
+        })
+        .await
+    }
+
+    pub async fn connect_with(settings: &RedisSettings) -> Result<Self, StoreError> {
+        let client = redis::Client::open(settings.url.as_str()).map_err(unavailable)?;
+        let timeout = Duration::from_millis(settings.response_timeout_ms);
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(timeout))
+            .set_connection_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let con = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(unavailable)?;
         Ok(Self {
             con,
-            base: base_prefix.into(),
+            base: settings.key_prefix.as_str().into(),
             pinned: None,
-            active: Arc::new(RwLock::new(None)),
-            script: Arc::new(Script::new(include_str!("apply.lua"))),
+            seen: Arc::new(RwLock::new(None)),
+            write_script: Arc::new(Script::new(include_str!("write.lua"))),
         })
     }
 
@@ -60,260 +85,80 @@ impl RedisStore {
         format!("{}:active", self.base)
     }
 
-    /// The generation this handle reads and writes now.
-    pub async fn current_generation(&self) -> Result<String, StoreError> {
-        if let Some(g) = &self.pinned {
-            return Ok(g.to_string());
-        }
-        if let Some((g, at)) = self
-            .active
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .as_ref()
-            && at.elapsed() < GENERATION_TTL
-        {
-            return Ok(g.clone());
-        }
-        let g = self.active_generation().await?;
-        *self
-            .active
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((g.clone(), Instant::now()));
-        Ok(g)
+    pub(crate) fn prefix_of(&self, generation: &str) -> String {
+        format!("{}:{generation}:", self.base)
     }
 
-    /// The prefix of every key of the current generation (`P:G:`).
-    pub(crate) async fn prefix(&self) -> Result<String, StoreError> {
-        Ok(format!(
-            "{}:{}:",
-            self.base,
-            self.current_generation().await?
+    /// The generation this handle last used (the pinned one, or the live one as last seen;
+    /// empty before the first read).
+    pub(crate) fn generation_guess(&self) -> String {
+        if let Some(g) = &self.pinned {
+            return g.to_string();
+        }
+        self.seen
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn saw_generation(&self, generation: Option<String>) {
+        *self.seen.write().unwrap_or_else(PoisonError::into_inner) = generation;
+    }
+
+    /// Runs `build`'s commands against the live generation in one round trip, with the
+    /// pointer and the ready marker; fails closed when the projection is not ready.
+    pub(crate) async fn read<T: FromRedisValue>(
+        &self,
+        build: impl Fn(&str, &mut Pipeline),
+    ) -> Result<T, StoreError> {
+        for _ in 0..3 {
+            let generation = self.generation_guess();
+            match self.read_at(&generation, &build).await? {
+                Resolved::Data(data) => return Ok(data),
+                Resolved::Moved => continue,
+            }
+        }
+        Err(StoreError::Unavailable(
+            "the projection's generation keeps changing".into(),
         ))
     }
 
-    async fn hash(&self, key: &str) -> Result<HashMap<String, String>, StoreError> {
-        self.con.clone().hgetall(key).await.map_err(unavailable)
-    }
-}
-
-fn client_from(h: &HashMap<String, String>) -> Option<Client> {
-    let e: ClientRegistered = serde_json::from_str(h.get("json")?).ok()?;
-    Some(Client {
-        client_id: e.client_id,
-        name: e.name,
-        secret_digest: e.secret_digest,
-        grant_types: e.grant_types,
-        scopes: e.scopes,
-        default_scopes: e.default_scopes,
-        audiences: e.audiences,
-        redirect_uris: e.redirect_uris,
-        disabled: h.get("disabled").is_some_and(|d| d == "1"),
-    })
-}
-
-fn int(h: &HashMap<String, String>, field: &str) -> i64 {
-    h.get(field)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_default()
-}
-
-fn refresh_from(h: HashMap<String, String>) -> RefreshRecord {
-    let text = |f: &str| h.get(f).cloned().unwrap_or_default();
-    RefreshRecord {
-        family_id: text("family_id"),
-        sub: text("sub"),
-        client_id: text("client_id"),
-        scope: text("scope"),
-        aud: text("aud")
-            .split(' ')
-            .filter(|a| !a.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        iat: int(&h, "iat"),
-        exp: int(&h, "exp"),
-        used_by: h.get("used_by").cloned(),
-    }
-}
-
-fn split(list: &str) -> Vec<String> {
-    list.split(' ')
-        .filter(|a| !a.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-fn watermark(v: Option<String>) -> Option<i64> {
-    v.and_then(|s| s.parse().ok())
-}
-
-#[async_trait]
-impl StateStore for RedisStore {
-    async fn apply(
+    async fn read_at<T: FromRedisValue>(
         &self,
-        position: LogPosition,
-        event: Option<&Event>,
-    ) -> Result<Applied, StoreError> {
-        let prefix = self.prefix().await?;
-        let (kind, payload) = match event {
-            Some(e) => {
-                let (kind, value) = e.to_parts();
-                (kind, value.to_string())
-            }
-            None => ("", String::new()),
-        };
-        let (outcome, next): (u8, u64) = self
-            .script
-            .arg(&prefix)
-            .arg(position.partition)
-            .arg(position.offset)
-            .arg(kind)
-            .arg(payload)
-            .invoke_async(&mut self.con.clone())
-            .await
-            .map_err(unavailable)?;
-        Ok(match outcome {
-            0 => Applied::Applied,
-            1 => Applied::Duplicate,
-            _ => Applied::Gap { next },
-        })
-    }
-
-    async fn next_offset(&self, partition: u32) -> Result<u64, StoreError> {
-        let key = format!("{}offsets", self.prefix().await?);
-        let next: Option<u64> = self
-            .con
-            .clone()
-            .hget(key, partition)
-            .await
-            .map_err(unavailable)?;
-        Ok(next.unwrap_or(0))
-    }
-
-    async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
-        let h = self
-            .hash(&format!("{}client:{client_id}", self.prefix().await?))
-            .await?;
-        Ok(client_from(&h))
-    }
-
-    async fn clients(&self) -> Result<Vec<Client>, StoreError> {
-        let prefix = self.prefix().await?;
-        let mut ids: Vec<String> = self
-            .con
-            .clone()
-            .smembers(format!("{prefix}clients"))
-            .await
-            .map_err(unavailable)?;
-        ids.sort_unstable();
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
+        generation: &str,
+        build: &impl Fn(&str, &mut Pipeline),
+    ) -> Result<Resolved<T>, StoreError> {
+        let prefix = self.prefix_of(generation);
         let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.hgetall(format!("{prefix}client:{id}"));
-        }
-        let hashes: Vec<HashMap<String, String>> = pipe
+        pipe.get(self.pointer_key())
+            .exists(format!("{prefix}ready"));
+        build(&prefix, &mut pipe);
+        let mut values: Vec<redis::Value> = pipe
             .query_async(&mut self.con.clone())
             .await
             .map_err(unavailable)?;
-        Ok(hashes.iter().filter_map(client_from).collect())
-    }
-
-    async fn user(&self, username: &str) -> Result<Option<User>, StoreError> {
-        let h = self
-            .hash(&format!("{}user:{username}", self.prefix().await?))
-            .await?;
-        Ok(h.get("password_hash").map(|hash| User {
-            username: username.to_owned(),
-            password_hash: hash.clone(),
-            disabled: h.get("disabled").is_some_and(|d| d == "1"),
-        }))
-    }
-
-    async fn refresh_status(
-        &self,
-        digest: &str,
-        now_secs: i64,
-    ) -> Result<RefreshStatus, StoreError> {
-        let prefix = self.prefix().await?;
-        let h = self.hash(&format!("{prefix}rt:{digest}")).await?;
-        if h.is_empty() {
-            return Ok(RefreshStatus::Unknown);
+        if values.len() < 2 {
+            return Err(StoreError::Unavailable("short reply from redis".into()));
         }
-        let r = refresh_from(h);
-        let (family_revoked, wm_sub, wm_cli): (Option<String>, Option<String>, Option<String>) =
-            redis::pipe()
-                .hget(format!("{prefix}fam:{}", r.family_id), "revoked")
-                .get(format!("{prefix}wm:sub:{}", r.sub))
-                .get(format!("{prefix}wm:cli:{}", r.client_id))
-                .query_async(&mut self.con.clone())
-                .await
-                .map_err(unavailable)?;
-        let revoked = family_revoked.is_none_or(|v| v == "1")
-            || before_watermark(r.iat, watermark(wm_sub))
-            || before_watermark(r.iat, watermark(wm_cli));
-        Ok(if revoked {
-            RefreshStatus::Revoked
-        } else if r.used_by.is_some() {
-            RefreshStatus::Used(r)
-        } else if r.exp <= now_secs {
-            RefreshStatus::Expired
-        } else {
-            RefreshStatus::Valid(r)
-        })
-    }
-
-    async fn code_status(&self, digest: &str, now_secs: i64) -> Result<CodeStatus, StoreError> {
-        let h = self
-            .hash(&format!("{}code:{digest}", self.prefix().await?))
-            .await?;
-        if h.is_empty() {
-            return Ok(CodeStatus::Unknown);
+        let rest = values.split_off(2);
+        let live: Option<String> = redis::from_redis_value(values.swap_remove(0))
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let ready: bool = redis::from_redis_value(values.swap_remove(0))
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        if self.pinned.is_none() {
+            match live {
+                None => return Err(StoreError::NotReady),
+                Some(live) if live != generation => {
+                    self.saw_generation(Some(live));
+                    return Ok(Resolved::Moved);
+                }
+                Some(_) if !ready => return Err(StoreError::NotReady),
+                Some(_) => {}
+            }
         }
-        let text = |f: &str| h.get(f).cloned().unwrap_or_default();
-        let code = CodeRecord {
-            client_id: text("client_id"),
-            sub: text("sub"),
-            redirect_uri: text("redirect_uri"),
-            scope: text("scope"),
-            aud: split(&text("aud")),
-            code_challenge: text("code_challenge"),
-            exp: int(&h, "exp"),
-            family_id: text("family_id"),
-            redeemed_by: h.get("redeemed_by").cloned(),
-        };
-        Ok(if code.redeemed_by.is_some() {
-            CodeStatus::Redeemed(code)
-        } else if code.exp <= now_secs {
-            CodeStatus::Expired
-        } else {
-            CodeStatus::Valid(code)
-        })
+        let data = redis::from_redis_value(redis::Value::Array(rest))
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(Resolved::Data(data))
     }
-
-    async fn is_revoked(&self, q: &RevocationQuery) -> Result<bool, StoreError> {
-        let prefix = self.prefix().await?;
-        let keys = [
-            format!("{prefix}rev:{}", q.jti),
-            format!("{prefix}wm:sub:{}", q.sub),
-            format!("{prefix}wm:cli:{}", q.client_id),
-        ];
-        let (rev, wm_sub, wm_cli): (Option<String>, Option<String>, Option<String>) =
-            self.con.clone().mget(&keys).await.map_err(unavailable)?;
-        Ok(rev.is_some()
-            || before_watermark(q.iat, watermark(wm_sub))
-            || before_watermark(q.iat, watermark(wm_cli)))
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        redis::cmd("PING")
-            .query_async::<String>(&mut self.con.clone())
-            .await
-            .map(|_| ())
-            .map_err(unavailable)
-    }
-}
-
-pub(crate) fn default_generation() -> String {
-    DEFAULT_GENERATION.to_owned()
 }

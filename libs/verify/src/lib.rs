@@ -17,4 +17,4 @@ pub use clock::SystemClock;
 pub use extract::{Bearer, BearerRejection};
 #[cfg(feature = "remote")]
 pub use remote::{RemoteError, RemoteKeys, RemoteOptions};
-pub use verifier::{KeySet, NoRevocation, Rejection, RevocationCheck, Verifier};
+pub use verifier::{KeySet, NoRevocation, Rejection, RevocationCheck, Verifier, revocation_query};

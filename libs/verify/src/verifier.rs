@@ -4,7 +4,20 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokend_domain::Clock;
+use tokend_domain::model::RevocationQuery;
 use tokend_jwt::{AccessClaims, SharedKeyring, VerifyError, VerifyPolicy};
+
+/// What the revocation rule needs of a verified token: its `jti`, family (`sid`), subject,
+/// client and the start of its grant.
+pub fn revocation_query(claims: &AccessClaims) -> RevocationQuery {
+    RevocationQuery {
+        jti: claims.jti.clone(),
+        family_id: claims.sid.clone(),
+        sub: claims.sub.clone(),
+        client_id: claims.client_id.clone(),
+        auth_time_ms: claims.auth_time_ms,
+    }
+}
 
 /// Verification keys by `kid`.
 #[async_trait]

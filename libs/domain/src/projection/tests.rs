@@ -1,4 +1,4 @@
-//! The projection as a pure function: idempotence, replay equality, and every revoke path.
+//! The projection as a pure function: idempotence, batches, partial state, every revoke path.
 
 use tokend_events::*;
 
@@ -23,6 +23,7 @@ fn issued(jti: &str, family: &str, refresh: Option<&str>, rotated_from: Option<&
         iat: 1000,
         exp: 1900,
         family_id: family.into(),
+        auth_time_ms: 1_000_000,
         refresh: refresh.map(|d| RefreshIssued {
             digest: d.into(),
             exp: 5000,
@@ -32,13 +33,24 @@ fn issued(jti: &str, family: &str, refresh: Option<&str>, rotated_from: Option<&
     })
 }
 
-fn query(jti: &str, iat: i64) -> RevocationQuery {
+fn query(jti: &str, family: &str, auth_time_ms: i64) -> RevocationQuery {
     RevocationQuery {
+        jti: jti.into(),
+        family_id: family.into(),
+        sub: "alice".into(),
+        client_id: "app".into(),
+        auth_time_ms,
+    }
+}
+
+fn revoked(jti: &str, family: &str) -> Event {
+    Event::TokenRevoked(TokenRevoked {
         jti: jti.into(),
         sub: "alice".into(),
         client_id: "app".into(),
-        iat,
-    }
+        exp: 1900,
+        family_id: family.into(),
+    })
 }
 
 fn replay(events: &[Event]) -> Projection {
@@ -49,26 +61,128 @@ fn replay(events: &[Event]) -> Projection {
     p
 }
 
+fn done(next: u64, duplicates: u64) -> Applied {
+    Applied::Done { next, duplicates }
+}
+
 #[test]
 fn applying_a_position_twice_equals_applying_it_once() {
-    let events = [
-        issued("a1", "f1", Some("r1"), None),
-        Event::TokenRevoked(TokenRevoked {
-            jti: "a1".into(),
-            sub: "alice".into(),
-            client_id: "app".into(),
-            exp: 1900,
-        }),
-    ];
+    let events = [issued("a1", "f1", Some("r1"), None), revoked("a1", "f1")];
     let once = replay(&events);
     let mut twice = replay(&events);
     for (i, e) in events.iter().enumerate() {
-        assert_eq!(twice.apply(pos(i as u64), Some(e)), Applied::Duplicate);
+        assert_eq!(twice.apply(pos(i as u64), Some(e)), done(2, 1));
     }
     assert_eq!(once, twice);
-    assert!(once.is_revoked(&query("a1", 1000)));
+    assert!(once.is_revoked(&query("a1", "f1", 1_000_000)));
     assert_eq!(once.next_offset(0), 2);
     assert_eq!(once.next_offset(1), 0);
+}
+
+#[test]
+fn a_batch_equals_its_records_one_by_one_and_overlaps_apply_only_the_new_part() {
+    let events: Vec<Event> = vec![
+        issued("a1", "f1", Some("r1"), None),
+        issued("a2", "f1", Some("r2"), Some("r1")),
+        revoked("a2", "f1"),
+        issued("a3", "f1", Some("r3"), Some("r1")),
+    ];
+    let one_by_one = replay(&events);
+    let refs: Vec<Option<&Event>> = events.iter().map(Some).collect();
+    let mut batched = Projection::default();
+    assert_eq!(batched.apply_batch(0, 0, &refs[..2]), done(2, 0));
+    assert_eq!(batched.apply_batch(0, 1, &refs[1..]), done(4, 1));
+    assert_eq!(batched, one_by_one);
+    assert_eq!(batched.apply_batch(0, 0, &refs), done(4, 4));
+    assert_eq!(batched.apply_batch(0, 5, &refs), Applied::Gap { next: 4 });
+    assert_eq!(batched, one_by_one);
+}
+
+/// What the Redis store does: load only the records [`keys`] names, apply, write back the
+/// changes. Doing that event by event must give the whole-state result.
+#[test]
+fn applying_on_the_touched_records_alone_gives_the_whole_state_result() {
+    let reg = Event::ClientRegistered(ClientRegistered {
+        client_id: "app".into(),
+        name: "App".into(),
+        secret_digest: Some("d".into()),
+        grant_types: vec![],
+        scopes: vec![],
+        default_scopes: vec![],
+        audiences: vec![],
+        redirect_uris: vec![],
+    });
+    let events = vec![
+        reg.clone(),
+        Event::UserCreated(UserCreated {
+            username: "alice".into(),
+            password_hash: "h".into(),
+        }),
+        code_issued("k1", "fc", 1060),
+        redeemed("c1", "fc", "k1"),
+        redeemed("c2", "fc", "k1"),
+        issued("a1", "f1", Some("r1"), None),
+        issued("a2", "f1", Some("r2"), Some("r1")),
+        issued("a3", "f1", Some("r3"), Some("r1")),
+        issued("cc", "f9", None, None),
+        revoked("cc", "f9"),
+        Event::TokenFamilyRevoked(TokenFamilyRevoked {
+            family_id: "f1".into(),
+            sub: "alice".into(),
+            reason: FamilyRevokeReason::RevokedByClient,
+        }),
+        Event::ClientDisabled(ClientDisabled {
+            client_id: "app".into(),
+            revoked_before_ms: 7,
+        }),
+        reg,
+        Event::UserDisabled(UserDisabled {
+            username: "alice".into(),
+            revoked_before_ms: 9,
+        }),
+        Event::SubjectRevoked(SubjectRevoked {
+            sub: "alice".into(),
+            revoked_before_ms: 8,
+        }),
+        Event::ClientRevoked(ClientRevoked {
+            client_id: "app".into(),
+            revoked_before_ms: 11,
+        }),
+    ];
+    let whole = replay(&events);
+    let mut store = State::default();
+    for e in &events {
+        let mut partial = State::tracking();
+        for k in keys(e) {
+            if let Some(r) = store.get(&k) {
+                partial.load(k, r.clone());
+            }
+        }
+        partial.apply(e);
+        for (k, v) in partial.take_changes() {
+            assert!(
+                keys(e).contains(&k),
+                "{k:?} written but not named by keys()"
+            );
+            match v {
+                Some(r) => store.load(k, r),
+                None => unreachable!("the projection never deletes"),
+            }
+        }
+    }
+    assert_eq!(&store, whole.state());
+    assert!(
+        whole.client("app").unwrap().disabled,
+        "re-registration keeps a client disabled"
+    );
+}
+
+#[test]
+fn a_client_credentials_token_needs_no_record() {
+    let p = replay(&[issued("cc", "f9", None, None)]);
+    assert!(p.state().is_empty());
+    assert!(keys(&issued("cc", "f9", None, None)).is_empty());
+    assert!(!p.is_revoked(&query("cc", "f9", 1_000_000)));
 }
 
 #[test]
@@ -85,12 +199,15 @@ fn rotation_marks_the_parent_used_and_reuse_in_the_log_kills_the_family() {
         p.refresh_status("r2", 1100),
         RefreshStatus::Valid(_)
     ));
-    assert!(!p.is_revoked(&query("a2", 1000)));
+    assert!(!p.is_revoked(&query("a2", "f1", 1_000_000)));
 
     // A second node rotated the same parent before seeing the first rotation.
     p.apply(pos(2), Some(&issued("a3", "f1", Some("r3"), Some("r1"))));
     for jti in ["a1", "a2", "a3"] {
-        assert!(p.is_revoked(&query(jti, 1000)), "{jti} must be revoked");
+        assert!(
+            p.is_revoked(&query(jti, "f1", 1_000_000)),
+            "{jti} must be revoked"
+        );
     }
     for d in ["r1", "r2", "r3"] {
         assert_eq!(p.refresh_status(d, 1100), RefreshStatus::Revoked);
@@ -98,20 +215,25 @@ fn rotation_marks_the_parent_used_and_reuse_in_the_log_kills_the_family() {
 }
 
 #[test]
-fn family_revoke_covers_every_access_and_refresh_token() {
-    let p = replay(&[
+fn family_revoke_is_one_record_and_covers_every_token_of_the_family() {
+    let mut p = replay(&[
         issued("a1", "f1", Some("r1"), None),
         issued("a2", "f1", Some("r2"), Some("r1")),
         issued("b1", "f2", Some("s1"), None),
-        Event::TokenFamilyRevoked(TokenFamilyRevoked {
-            family_id: "f1".into(),
-            sub: "alice".into(),
-            reason: FamilyRevokeReason::RefreshTokenReuse,
-        }),
     ]);
-    assert!(p.is_revoked(&query("a1", 1000)) && p.is_revoked(&query("a2", 1000)));
+    let revoke = Event::TokenFamilyRevoked(TokenFamilyRevoked {
+        family_id: "f1".into(),
+        sub: "alice".into(),
+        reason: FamilyRevokeReason::RefreshTokenReuse,
+    });
+    assert_eq!(keys(&revoke), vec![Key::Family("f1".into())]);
+    p.apply(pos(3), Some(&revoke));
+    assert!(p.is_revoked(&query("a1", "f1", 1)) && p.is_revoked(&query("a2", "f1", 1)));
+    // A token minted in the family afterwards is born revoked.
+    p.apply(pos(4), Some(&issued("a9", "f1", Some("r9"), None)));
+    assert!(p.is_revoked(&query("a9", "f1", 1)));
     assert_eq!(p.refresh_status("r2", 1100), RefreshStatus::Revoked);
-    assert!(!p.is_revoked(&query("b1", 1000)));
+    assert!(!p.is_revoked(&query("b1", "f2", 1)));
     assert!(matches!(
         p.refresh_status("s1", 1100),
         RefreshStatus::Valid(_)
@@ -119,26 +241,56 @@ fn family_revoke_covers_every_access_and_refresh_token() {
 }
 
 #[test]
-fn subject_revoke_catches_indexed_tokens_and_earlier_seconds_only() {
-    let p = replay(&[
-        issued("a1", "f1", Some("r1"), None),
-        Event::SubjectRevoked(SubjectRevoked {
-            sub: "alice".into(),
-            revoked_before_ms: 1_000_500,
-        }),
-        issued("a2", "f2", Some("r2"), None),
-    ]);
-    // a1 was issued in the watermark's second but before it: the index catches it.
-    assert!(p.is_revoked(&query("a1", 1000)));
-    // a2 came after the revoke in log order, in the same second: a new session.
-    assert!(!p.is_revoked(&query("a2", 1000)));
-    assert!(matches!(
-        p.refresh_status("r2", 1100),
-        RefreshStatus::Valid(_)
-    ));
-    // A token from an earlier second the index never saw is caught by the watermark.
-    assert!(p.is_revoked(&query("unseen", 999)));
-    assert!(!p.is_revoked(&query("unseen", 1001)));
+fn watermarks_compare_milliseconds_of_the_grant_in_any_order() {
+    let revoke = Event::SubjectRevoked(SubjectRevoked {
+        sub: "alice".into(),
+        revoked_before_ms: 1_000_500,
+    });
+    // The revocation and the family sit in different partitions: either order of
+    // application gives the same answers.
+    for events in [
+        vec![issued("a1", "f1", Some("r1"), None), revoke.clone()],
+        vec![revoke.clone(), issued("a1", "f1", Some("r1"), None)],
+    ] {
+        let p = replay(&events);
+        // Same second, earlier millisecond: revoked.
+        assert!(p.is_revoked(&query("a1", "f1", 1_000_499)));
+        assert!(!p.is_revoked(&query("a1", "f1", 1_000_500)));
+        // Its refresh token (grant began at 1_000_000) is revoked too, and so is every
+        // token the family mints later, whatever its own iat: they carry the grant's time.
+        assert_eq!(p.refresh_status("r1", 1100), RefreshStatus::Revoked);
+        let mut later = query("a-later", "f1", 1_000_000);
+        later.jti = "minted-after".into();
+        assert!(p.is_revoked(&later));
+    }
+}
+
+#[test]
+fn mass_revocation_is_one_record_whatever_the_number_of_tokens() {
+    let mut p = Projection::default();
+    for i in 0..10_000u64 {
+        let family = format!("f{i}");
+        p.apply(
+            pos(i),
+            Some(&issued(
+                &format!("a{i}"),
+                &family,
+                Some(&format!("r{i}")),
+                None,
+            )),
+        );
+    }
+    let revoke = Event::ClientRevoked(ClientRevoked {
+        client_id: "app".into(),
+        revoked_before_ms: 2_000_000,
+    });
+    assert_eq!(keys(&revoke).len(), 1);
+    let mut partial = State::tracking();
+    partial.apply(&revoke);
+    assert_eq!(partial.take_changes().len(), 1);
+    p.apply(pos(10_000), Some(&revoke));
+    assert!(p.is_revoked(&query("a7", "f7", 1_000_000)));
+    assert_eq!(p.refresh_status("r7", 1100), RefreshStatus::Revoked);
 }
 
 #[test]
@@ -167,7 +319,7 @@ fn client_disable_and_user_disable_revoke_and_lock_out() {
         })),
     );
     assert!(p.user("alice").unwrap().disabled);
-    assert!(p.is_revoked(&query("a1", 1000)));
+    assert!(p.is_revoked(&query("a1", "f1", 1_000_000)));
     p.apply(
         pos(4),
         Some(&Event::ClientDisabled(ClientDisabled {
@@ -176,7 +328,7 @@ fn client_disable_and_user_disable_revoke_and_lock_out() {
         })),
     );
     assert!(p.client("app").unwrap().disabled);
-    let mut other = query("x", 2500);
+    let mut other = query("x", "fx", 2_500_000);
     other.sub = "bob".into();
     assert!(
         p.is_revoked(&other),
@@ -186,20 +338,12 @@ fn client_disable_and_user_disable_revoke_and_lock_out() {
 
 #[test]
 fn expiry_of_refresh_tokens_and_pruning() {
-    let mut p = replay(&[
-        issued("a1", "f1", Some("r1"), None),
-        Event::TokenRevoked(TokenRevoked {
-            jti: "a1".into(),
-            sub: "alice".into(),
-            client_id: "app".into(),
-            exp: 1900,
-        }),
-    ]);
+    let mut p = replay(&[issued("a1", "f1", Some("r1"), None), revoked("a1", "f1")]);
     assert_eq!(p.refresh_status("r1", 5000), RefreshStatus::Expired);
     assert_eq!(p.refresh_status("nope", 10), RefreshStatus::Unknown);
     p.prune(1901);
     assert!(
-        !p.is_revoked(&query("a1", 1000)),
+        !p.is_revoked(&query("a1", "f1", 1)),
         "expired entries are dropped"
     );
     assert!(matches!(
@@ -207,24 +351,21 @@ fn expiry_of_refresh_tokens_and_pruning() {
         RefreshStatus::Valid(_)
     ));
     p.prune(6000);
-    assert_eq!(p, {
-        let mut empty = Projection::default();
-        empty.next_offsets.insert(0, 2);
-        empty
-    });
+    assert!(p.state().is_empty());
+    assert_eq!(p.next_offset(0), 2);
 }
 
 #[test]
 fn offsets_apply_in_order_only_and_empty_records_advance_them() {
     let mut p = Projection::default();
-    let e = issued("a1", "f1", None, None);
+    let e = issued("a1", "f1", Some("r1"), None);
     assert_eq!(p.apply(pos(1), Some(&e)), Applied::Gap { next: 0 });
     assert_eq!(p, Projection::default(), "a gap changes nothing");
-    assert_eq!(p.apply(pos(0), None), Applied::Applied);
-    assert_eq!(p.apply(pos(1), Some(&e)), Applied::Applied);
-    assert_eq!(p.apply(pos(0), None), Applied::Duplicate);
+    assert_eq!(p.apply(pos(0), None), done(1, 0));
+    assert_eq!(p.apply(pos(1), Some(&e)), done(2, 0));
+    assert_eq!(p.apply(pos(0), None), done(2, 1));
     assert_eq!(p.next_offset(0), 2);
-    assert!(!p.is_revoked(&query("a1", 1000)));
+    assert!(!p.is_revoked(&query("a1", "f1", 1)));
 }
 
 fn code_issued(digest: &str, family: &str, exp: i64) -> Event {
@@ -238,6 +379,7 @@ fn code_issued(digest: &str, family: &str, exp: i64) -> Event {
         code_challenge: "c".into(),
         exp,
         family_id: family.into(),
+        auth_time_ms: 1_000_000,
     })
 }
 
@@ -254,14 +396,14 @@ fn codes_redeem_once_and_a_replay_revokes_the_first_tokens() {
     use crate::model::CodeStatus;
     let mut p = replay(&[code_issued("k1", "fc", 1060), redeemed("a1", "fc", "k1")]);
     assert!(matches!(p.code_status("k1", 1010), CodeStatus::Redeemed(_)));
-    assert!(!p.is_revoked(&query("a1", 1000)));
+    assert!(!p.is_revoked(&query("a1", "fc", 1_000_000)));
     // Redelivery of the same redemption is not a replay.
     assert_eq!(
         p.apply(pos(1), Some(&redeemed("a1", "fc", "k1"))),
-        Applied::Duplicate
+        done(2, 1)
     );
     p.apply(pos(2), Some(&redeemed("a2", "fc", "k1")));
-    assert!(p.is_revoked(&query("a1", 1000)) && p.is_revoked(&query("a2", 1000)));
+    assert!(p.is_revoked(&query("a1", "fc", 1)) && p.is_revoked(&query("a2", "fc", 1)));
     assert_eq!(p.refresh_status("r-a1", 1010), RefreshStatus::Revoked);
 
     let q = replay(&[code_issued("k2", "fd", 1060)]);

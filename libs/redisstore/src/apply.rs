@@ -1,0 +1,126 @@
+//! Applying a batch: read the records the batch touches and the partition's next offset
+//! (one round trip), apply the events with the domain's own code (`tokend_domain::State`),
+//! then write the changed records and the new offset with `write.lua`, which refuses if the
+//! partition or the live generation moved meanwhile (then the batch is read again). The
+//! offset acts as the partition's version: only events of that partition write its records,
+//! so a write that finds the offset it read also finds the records it read.
+
+use redis::Value;
+use tokend_domain::{Alignment, Applied, Key, State, StoreError, align, keys};
+use tokend_events::Event;
+
+use crate::RedisStore;
+use crate::keys::{decode, encode, record_key};
+use crate::store::unavailable;
+
+/// How often a batch is read again when another writer moved the partition meanwhile.
+const MAX_ATTEMPTS: usize = 8;
+
+impl RedisStore {
+    /// Applies consecutive records of `partition` from `first`; returns the outcome and how
+    /// many records were written.
+    pub async fn apply_records(
+        &self,
+        partition: u32,
+        first: u64,
+        events: &[Option<&Event>],
+    ) -> Result<(Applied, usize), StoreError> {
+        let mut touched: Vec<Key> = events.iter().flatten().flat_map(|e| keys(e)).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        let end = first + events.len() as u64;
+        for _ in 0..MAX_ATTEMPTS {
+            let generation = self.writer_generation().await?;
+            let prefix = self.prefix_of(&generation);
+            let (next, mut state) = self.load(&prefix, partition, &touched).await?;
+            let skip = match align(next, first, events.len()) {
+                Alignment::Gap { next } => return Ok((Applied::Gap { next }, 0)),
+                Alignment::Apply { skip } if skip == events.len() => {
+                    let duplicates = events.len() as u64;
+                    return Ok((Applied::Done { next, duplicates }, 0));
+                }
+                Alignment::Apply { skip } => skip,
+            };
+            for event in events[skip..].iter().flatten() {
+                state.apply(event);
+            }
+            let changes = state.take_changes();
+            let mut invocation = self.write_script.prepare_invoke();
+            invocation
+                .arg(self.pointer_key())
+                .arg(if self.pinned.is_some() {
+                    ""
+                } else {
+                    &generation
+                })
+                .arg(&prefix)
+                .arg(partition)
+                .arg(next)
+                .arg(end);
+            for (key, record) in &changes {
+                invocation.arg(record_key(&prefix, key));
+                match record {
+                    Some(r) => {
+                        let at = r.until().map_or(0, |t| t.max(1));
+                        invocation.arg(encode(r)).arg(at)
+                    }
+                    None => invocation.arg("").arg(0),
+                };
+            }
+            let (outcome, now_at): (u8, u64) = invocation
+                .invoke_async(&mut self.con.clone())
+                .await
+                .map_err(unavailable)?;
+            match outcome {
+                0 => {
+                    let duplicates = skip as u64;
+                    return Ok((
+                        Applied::Done {
+                            next: now_at,
+                            duplicates,
+                        },
+                        changes.len(),
+                    ));
+                }
+                2 => self.saw_generation(None),
+                _ => {} // another writer moved the partition: read again
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "partition {partition} kept moving under the projector"
+        )))
+    }
+
+    /// The partition's next offset and the records named, from generation prefix `prefix`.
+    async fn load(
+        &self,
+        prefix: &str,
+        partition: u32,
+        touched: &[Key],
+    ) -> Result<(u64, State), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.hget(format!("{prefix}offsets"), partition);
+        if !touched.is_empty() {
+            let names: Vec<String> = touched.iter().map(|k| record_key(prefix, k)).collect();
+            pipe.cmd("MGET").arg(names);
+        }
+        let mut reply: Vec<Value> = pipe
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(unavailable)?;
+        let values: Vec<Option<String>> = match reply.len() {
+            2 => redis::from_redis_value(reply.pop().unwrap_or(Value::Nil)),
+            _ => Ok(Vec::new()),
+        }
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let next: Option<u64> = redis::from_redis_value(reply.pop().unwrap_or(Value::Nil))
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let mut state = State::tracking();
+        for (key, value) in touched.iter().zip(values) {
+            if let Some(record) = value.and_then(|v| decode(key, &v)) {
+                state.load(key.clone(), record);
+            }
+        }
+        Ok((next.unwrap_or(0), state))
+    }
+}
