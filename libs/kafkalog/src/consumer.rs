@@ -1,13 +1,80 @@
 //! The consumer side: a consumer-group member for the projector (offsets stored only after the
-//! projection has applied a record), and a group-less replay consumer for `rebuild`.
+//! projection has applied a record; assignment changes reported on a channel), a group-less
+//! replay consumer for `rebuild`, and a close that never blocks the caller.
 
 use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokend_domain::LogError;
+use tokio::sync::mpsc;
 
 use crate::KafkaSettings;
+
+/// A change of this member's partitions, as the group decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rebalanced {
+    Assigned(Vec<i32>),
+    Revoked(Vec<i32>),
+}
+
+/// Reports assignment changes to the projector's loop (which seeks new partitions to the
+/// projection's offsets and stops the workers of revoked ones).
+pub struct GroupContext {
+    events: mpsc::UnboundedSender<Rebalanced>,
+}
+
+impl ClientContext for GroupContext {}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
+    tpl.elements().iter().map(|e| e.partition()).collect()
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            // Offsets stored so far (all applied to the projection) go to the group now, so
+            // the next owner starts close to where this one stopped.
+            if let Err(error) = consumer.commit_consumer_state(CommitMode::Async) {
+                tracing::debug!(%error, "No offsets to commit on revoke.");
+            }
+            let _ = self.events.send(Rebalanced::Revoked(partitions(tpl)));
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let _ = self.events.send(Rebalanced::Assigned(partitions(tpl)));
+        }
+    }
+}
+
+pub type GroupConsumer = StreamConsumer<GroupContext>;
+
+/// Closes a consumer (commit, leave the group) on a thread of its own and waits at most
+/// `limit`: with Kafka gone, librdkafka's close never returns, and it must not hold up the
+/// caller's shutdown. Returns whether it closed in time.
+pub async fn close_within<C: Send + Sync + 'static>(
+    consumer: C,
+    commit: impl FnOnce(&C) + Send + 'static,
+    limit: Duration,
+) -> bool {
+    let (done, closed) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("kafka-close".into())
+        .spawn(move || {
+            commit(&consumer);
+            drop(consumer);
+            let _ = done.send(());
+        });
+    if spawned.is_err() {
+        return false;
+    }
+    tokio::time::timeout(limit, closed).await.is_ok()
+}
 
 fn base(settings: &KafkaSettings) -> ClientConfig {
     let mut c = ClientConfig::new();
@@ -29,18 +96,21 @@ fn unavailable(e: rdkafka::error::KafkaError) -> LogError {
 pub fn group_consumer(
     settings: &KafkaSettings,
     group_id: &str,
-) -> Result<StreamConsumer, LogError> {
-    let consumer: StreamConsumer = base(settings)
+) -> Result<(GroupConsumer, mpsc::UnboundedReceiver<Rebalanced>), LogError> {
+    let (events, rebalances) = mpsc::unbounded_channel();
+    let consumer: GroupConsumer = base(settings)
         .set("group.id", group_id)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
-        .create()
+        .set("fetch.wait.max.ms", "50")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .create_with_context(GroupContext { events })
         .map_err(unavailable)?;
     consumer
         .subscribe(&[&settings.topic])
         .map_err(unavailable)?;
-    Ok(consumer)
+    Ok((consumer, rebalances))
 }
 
 /// A consumer that reads every partition of the event topic from the beginning, outside any

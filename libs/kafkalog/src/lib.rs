@@ -17,7 +17,9 @@ mod producer;
 mod settings;
 mod topics;
 
-pub use consumer::{end_offsets, group_consumer, replay_consumer};
+pub use consumer::{
+    GroupConsumer, Rebalanced, close_within, end_offsets, group_consumer, replay_consumer,
+};
 pub use producer::KafkaEventLog;
 pub use rdkafka;
 pub use settings::KafkaSettings;

@@ -32,7 +32,10 @@ impl RedisStore {
         for _ in 0..MAX_ATTEMPTS {
             let generation = self.writer_generation().await?;
             let prefix = self.prefix_of(&generation);
-            let (next, mut state) = self.load(&prefix, partition, &touched).await?;
+            let Some((next, mut state)) = self.load(&generation, partition, &touched).await? else {
+                self.saw_generation(None); // lost or switched: resolve it again
+                continue;
+            };
             let skip = match align(next, first, events.len()) {
                 Alignment::Gap { next } => return Ok((Applied::Gap { next }, 0)),
                 Alignment::Apply { skip } if skip == events.len() => {
@@ -91,14 +94,17 @@ impl RedisStore {
         )))
     }
 
-    /// The partition's next offset and the records named, from generation prefix `prefix`.
+    /// The partition's next offset and the records named, from `generation`; `None` when
+    /// that is no longer the live generation (for a handle that follows it).
     async fn load(
         &self,
-        prefix: &str,
+        generation: &str,
         partition: u32,
         touched: &[Key],
-    ) -> Result<(u64, State), StoreError> {
+    ) -> Result<Option<(u64, State)>, StoreError> {
+        let prefix = &self.prefix_of(generation);
         let mut pipe = redis::pipe();
+        pipe.get(self.pointer_key());
         pipe.hget(format!("{prefix}offsets"), partition);
         if !touched.is_empty() {
             let names: Vec<String> = touched.iter().map(|k| record_key(prefix, k)).collect();
@@ -108,19 +114,24 @@ impl RedisStore {
             .query_async(&mut self.con.clone())
             .await
             .map_err(unavailable)?;
+        let parse = |e: redis::ParsingError| StoreError::Unavailable(e.to_string());
         let values: Vec<Option<String>> = match reply.len() {
-            2 => redis::from_redis_value(reply.pop().unwrap_or(Value::Nil)),
-            _ => Ok(Vec::new()),
+            3 => redis::from_redis_value(reply.pop().unwrap_or(Value::Nil)).map_err(parse)?,
+            _ => Vec::new(),
+        };
+        let next: Option<u64> =
+            redis::from_redis_value(reply.pop().unwrap_or(Value::Nil)).map_err(parse)?;
+        let live: Option<String> =
+            redis::from_redis_value(reply.pop().unwrap_or(Value::Nil)).map_err(parse)?;
+        if self.pinned.is_none() && live.as_deref() != Some(generation) {
+            return Ok(None);
         }
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let next: Option<u64> = redis::from_redis_value(reply.pop().unwrap_or(Value::Nil))
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         let mut state = State::tracking();
         for (key, value) in touched.iter().zip(values) {
             if let Some(record) = value.and_then(|v| decode(key, &v)) {
                 state.load(key.clone(), record);
             }
         }
-        Ok((next.unwrap_or(0), state))
+        Ok(Some((next.unwrap_or(0), state)))
     }
 }

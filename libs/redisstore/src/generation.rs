@@ -90,6 +90,11 @@ impl RedisStore {
         pinned
     }
 
+    /// The generation a pinned handle reads and writes.
+    pub fn pinned_generation(&self) -> Option<&str> {
+        self.pinned.as_deref()
+    }
+
     /// Where `partition` stands in the generation this handle writes (creating a live one
     /// when there is none).
     pub async fn partition_state(&self, partition: u32) -> Result<PartitionState, StoreError> {

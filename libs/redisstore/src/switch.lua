@@ -1,7 +1,7 @@
 -- Makes generation ARGV[3] the live one, if it has applied at least as far as the live one
 -- on every partition (so switching readers rolls nothing back), and marks it ready.
 -- ARGV: 1 pointer key ("P:active"), 2 base prefix ("P:"), 3 the new generation.
--- Returns {0, previous generation or ""} switched; {1, partition, offset needed} not yet.
+-- Returns {0, previous generation or "", 0} switched; {1, partition, offset needed} not yet.
 local new_prefix = ARGV[2] .. ARGV[3] .. ':'
 local old = redis.call('GET', ARGV[1])
 if old and old ~= ARGV[3] then
@@ -15,4 +15,4 @@ local offsets = redis.call('HKEYS', new_prefix .. 'offsets')
 for _, p in ipairs(offsets) do redis.call('HSET', new_prefix .. 'complete', p, '1') end
 redis.call('SET', new_prefix .. 'ready', '1')
 redis.call('SET', ARGV[1], ARGV[3])
-return {0, old or ''}
+return {0, old or '', 0}

@@ -134,3 +134,34 @@ pub async fn redis() -> &'static Redis {
 pub async fn kafka() -> &'static Kafka {
     SHARED_KAFKA.get_or_init(Kafka::start).await
 }
+
+/// A test's time limit: when the returned guard is still alive after `secs`, the whole test
+/// binary stops with a message naming the test, so a hang fails fast instead of stalling CI
+/// until its own limit. Hold it for the test's whole body: `let _limit = time_limit(90);`.
+#[must_use = "the limit holds only while the guard lives"]
+pub fn time_limit(secs: u64) -> TimeLimit {
+    let (disarm, disarmed) = std::sync::mpsc::channel::<()>();
+    let name = std::thread::current()
+        .name()
+        .unwrap_or("an integration test")
+        .to_owned();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            disarmed.recv_timeout(Duration::from_secs(secs))
+        {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!(
+                    "TIME LIMIT: {name} did not finish within {secs} s; stopping the test binary."
+                );
+            }
+            std::process::exit(101);
+        }
+    });
+    TimeLimit { _disarm: disarm }
+}
+
+/// Disarms the limit when dropped (the sender's drop wakes the watchdog).
+pub struct TimeLimit {
+    _disarm: std::sync::mpsc::Sender<()>,
+}

@@ -18,6 +18,11 @@ pub struct Config {
     pub group_id: String,
     /// Prometheus text metrics at `/metrics`; empty to turn off.
     pub metrics_addr: Option<SocketAddr>,
+    /// The most records of one partition applied in one step.
+    pub max_batch: usize,
+    /// How often the projector checks that the projection is where it expects (lost data,
+    /// a new generation) and marks caught-up partitions complete.
+    pub heal_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -27,6 +32,8 @@ impl Default for Config {
             redis: RedisSettings::default(),
             group_id: "tokend-projector".into(),
             metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+            max_batch: 2000,
+            heal_interval_ms: 250,
         }
     }
 }

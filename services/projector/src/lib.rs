@@ -11,10 +11,12 @@
 //! [`rebuild`] replays the whole log into a fresh generation of the projection and switches
 //! readers to it atomically.
 
+mod batch;
 pub mod config;
 mod metrics;
 mod rebuild;
 mod run;
+mod worker;
 
 pub use config::Config;
 pub use metrics::Metrics;

@@ -40,7 +40,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let (file, command) = args()?;
     let config = Config::load(file.as_deref())?;
-    let store = RedisStore::connect(&config.redis.url, &config.redis.key_prefix).await?;
+    let store = RedisStore::connect_with(&config.redis).await?;
     match command {
         Command::Run => {
             let metrics = Arc::new(Metrics::default());

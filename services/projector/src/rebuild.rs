@@ -1,18 +1,21 @@
-//! `rebuild`: replay the whole log into a fresh generation of the projection, then switch
-//! readers to it with one atomic pointer write. Live projectors follow by themselves: the new
-//! generation's offsets make them seek to where it is.
+//! `rebuild`: replay the whole log into a fresh generation of the projection, catch up with
+//! the live end (live projectors keep applying meanwhile), and switch readers only when the
+//! new generation has applied at least as far as the live one on every partition, in one
+//! atomic step, so nothing applied meanwhile is rolled back. Live projectors follow by
+//! themselves: their next write finds the new generation.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
+use futures::FutureExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokend_domain::{Applied, LogPosition};
-use tokend_kafka::rdkafka::message::Message;
+use tokend_events::Event;
+use tokend_kafka::rdkafka::message::{Message, OwnedMessage};
 use tokend_kafka::{end_offsets, replay_consumer};
-use tokend_redis::RedisStore;
+use tokend_redis::{Activation, RedisStore, new_generation_name};
 
-use crate::run::{apply_with_retry, decode};
+use crate::batch::{apply_with_retry, decode};
 use crate::{Config, Metrics};
 
 #[derive(Debug, Clone)]
@@ -32,11 +35,8 @@ impl RebuildReport {
     }
 }
 
-/// The generation after `current` (`g0` → `g1`).
-fn next_generation(current: &str) -> String {
-    let n: u64 = current.trim_start_matches('g').parse().unwrap_or(0);
-    format!("g{}", n + 1)
-}
+/// Records read before the buffered ones are applied.
+const READ_AHEAD: usize = 20_000;
 
 pub async fn rebuild(
     config: &Config,
@@ -45,14 +45,122 @@ pub async fn rebuild(
 ) -> anyhow::Result<RebuildReport> {
     #[allow(clippy::disallowed_methods)] // a measurement, not domain time
     let started = std::time::Instant::now();
-    let ends: HashMap<i32, i64> = end_offsets(&config.kafka).await?.into_iter().collect();
-    let total: u64 = ends.values().map(|h| u64::try_from(*h).unwrap_or(0)).sum();
-    let old = store.active_generation().await?;
-    let generation = next_generation(&old);
-    store.delete_generation(&generation).await?;
+    let generation = new_generation_name();
     let target = store.generation(&generation);
+    let mut ends: HashMap<i32, u64> = current_ends(config).await?;
+    let partitions: Vec<i32> = ends.keys().copied().collect();
+    let bar = progress_bar(progress, ends.values().sum());
+    let consumer = replay_consumer(&config.kafka, &partitions)?;
+    let metrics = Metrics::default();
+    let mut applied: HashMap<i32, u64> = partitions.iter().map(|p| (*p, 0)).collect();
+    let mut events = 0u64;
+    loop {
+        while applied.iter().any(|(p, next)| *next < ends[p]) {
+            let first = consumer.recv().await.context("reading the log")?.detach();
+            let mut buffered = vec![first];
+            while buffered.len() < READ_AHEAD {
+                match consumer.recv().now_or_never() {
+                    Some(Ok(m)) => buffered.push(m.detach()),
+                    Some(Err(e)) => return Err(e).context("reading the log"),
+                    None => break,
+                }
+            }
+            let count = buffered.len() as u64;
+            for (p, next) in apply(&target, buffered, &metrics).await? {
+                applied.insert(p, next);
+            }
+            events += count;
+            bar.inc(count);
+        }
+        match target.activate(&generation).await? {
+            Activation::Switched { previous } => {
+                if let Some(old) = previous {
+                    store.delete_generation(&old).await?;
+                }
+                break;
+            }
+            Activation::Behind { partition, needed } => {
+                tracing::debug!(partition, needed, "Live projection moved on; catching up.");
+                ends = current_ends(config).await?;
+                bar.set_length(ends.values().sum());
+            }
+        }
+    }
+    bar.finish_and_clear();
+    Ok(RebuildReport {
+        generation,
+        events,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
 
-    let bar = if progress {
+/// Applies buffered records partition by partition (each partition's in one batch, all
+/// partitions at once); returns each partition's next offset.
+async fn apply(
+    target: &RedisStore,
+    buffered: Vec<OwnedMessage>,
+    metrics: &Metrics,
+) -> anyhow::Result<Vec<(i32, u64)>> {
+    let mut by_partition: HashMap<i32, Vec<OwnedMessage>> = HashMap::new();
+    for m in buffered {
+        by_partition.entry(m.partition()).or_default().push(m);
+    }
+    let batches = by_partition.into_iter().map(|(p, messages)| async move {
+        let partition = u32::try_from(p).unwrap_or_default();
+        let first = u64::try_from(messages[0].offset()).unwrap_or_default();
+        let events: Vec<Option<Event>> = messages
+            .iter()
+            .map(|m| {
+                let position = LogPosition {
+                    partition,
+                    offset: u64::try_from(m.offset()).unwrap_or_default(),
+                };
+                decode(m.payload().unwrap_or_default(), position, metrics).unwrap_or_else(
+                    |reason| {
+                        tracing::warn!(
+                            offset = position.offset,
+                            reason,
+                            "Undecodable record passed over."
+                        );
+                        None
+                    },
+                )
+            })
+            .collect();
+        let refs: Vec<Option<&Event>> = events.iter().map(Option::as_ref).collect();
+        let applied = apply_with_retry(
+            target,
+            partition,
+            first,
+            &refs,
+            metrics,
+            std::future::pending(),
+        )
+        .await;
+        match applied {
+            Some(Applied::Done { next, .. }) => Ok((p, next)),
+            _ => bail!(
+                "partition {p} starts at offset {first} but the projection needs an earlier \
+                 one: the log is no longer complete, so it cannot be replayed"
+            ),
+        }
+    });
+    futures::future::join_all(batches)
+        .await
+        .into_iter()
+        .collect()
+}
+
+async fn current_ends(config: &Config) -> anyhow::Result<HashMap<i32, u64>> {
+    Ok(end_offsets(&config.kafka)
+        .await?
+        .into_iter()
+        .map(|(p, high)| (p, u64::try_from(high).unwrap_or(0)))
+        .collect())
+}
+
+fn progress_bar(show: bool, total: u64) -> ProgressBar {
+    let bar = if show {
         ProgressBar::new(total)
     } else {
         ProgressBar::hidden()
@@ -61,68 +169,5 @@ pub async fn rebuild(
         ProgressStyle::with_template("{bar:40} {pos}/{len} events  {per_sec}  eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut remaining: HashMap<i32, i64> = ends.into_iter().filter(|(_, high)| *high > 0).collect();
-    let partitions: Vec<i32> = remaining.keys().copied().collect();
-    let metrics = Metrics::default();
-    let mut events = 0u64;
-    if !partitions.is_empty() {
-        let consumer = replay_consumer(&config.kafka, &partitions)?;
-        while !remaining.is_empty() {
-            let message = consumer.recv().await.context("reading the log")?;
-            let Some(high) = remaining.get(&message.partition()).copied() else {
-                continue;
-            };
-            let position = LogPosition {
-                partition: u32::try_from(message.partition()).unwrap_or_default(),
-                offset: u64::try_from(message.offset()).unwrap_or_default(),
-            };
-            let event = decode(message.payload().unwrap_or_default(), position, &metrics)
-                .unwrap_or_else(|reason| {
-                    tracing::warn!(
-                        offset = position.offset,
-                        reason,
-                        "Undecodable record passed over."
-                    );
-                    None
-                });
-            if let Applied::Gap { next } =
-                apply_with_retry(&target, position, event.as_ref(), &metrics).await
-            {
-                bail!(
-                    "partition {} starts at offset {} but the projection needs {next}: \
-                     the log is no longer complete, so it cannot be replayed",
-                    position.partition,
-                    position.offset
-                );
-            }
-            events += 1;
-            bar.inc(1);
-            if message.offset() + 1 >= high {
-                remaining.remove(&message.partition());
-            }
-        }
-    }
-    bar.finish_and_clear();
-    let seconds = started.elapsed().as_secs_f64();
-    store.activate(&generation).await?;
-    // Readers re-read the generation pointer at least once a second; then the old one can go.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    if old != generation {
-        store.delete_generation(&old).await?;
-    }
-    Ok(RebuildReport {
-        generation,
-        events,
-        seconds,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn generations_count_up() {
-        assert_eq!(super::next_generation("g0"), "g1");
-        assert_eq!(super::next_generation("g41"), "g42");
-        assert_eq!(super::next_generation("weird"), "g1");
-    }
+    bar
 }

@@ -1,197 +1,182 @@
-//! One member of the projector's consumer group.
+//! One member of the projector's consumer group: routes records to per-partition workers,
+//! follows rebalances, heals the projection by itself, and stops within a bounded time.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokend_domain::{Applied, LogPosition, StateStore};
-use tokend_events::{Decoded, Envelope, Event};
 use tokend_kafka::rdkafka::consumer::{CommitMode, Consumer};
-use tokend_kafka::rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
-use tokend_kafka::rdkafka::{Offset, consumer::StreamConsumer};
-use tokend_kafka::{KafkaEventLog, group_consumer};
+use tokend_kafka::rdkafka::message::Message;
+use tokend_kafka::{GroupConsumer, KafkaEventLog, Rebalanced, close_within, group_consumer};
+use tokend_redis::RedisStore;
 
+use crate::worker::{Shared, UNKNOWN, Worker, seek};
 use crate::{Config, Metrics};
 
-/// Consumes until `shutdown` resolves, then commits what was applied.
+/// How long shutdown waits for the batches in hand, and then for Kafka to take the final
+/// commit, before it leaves them behind.
+const SHUTDOWN_STEP: Duration = Duration::from_secs(5);
+
+/// Consumes until `shutdown` resolves, then commits what was applied (bounded, even with
+/// Kafka gone).
 pub async fn run(
     config: &Config,
-    store: Arc<dyn StateStore>,
+    store: Arc<RedisStore>,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let dead_letters = KafkaEventLog::connect(&config.kafka).await?;
-    let consumer = group_consumer(&config.kafka, &config.group_id)?;
-    tracing::info!(topic = %config.kafka.topic, group = %config.group_id, "Projector consuming.");
+    let dead_letters = Arc::new(KafkaEventLog::connect(&config.kafka).await?);
+    let (consumer, mut rebalances) = group_consumer(&config.kafka, &config.group_id)?;
+    let consumer = Arc::new(consumer);
+    let partitions = partition_count(&consumer, &config.kafka.topic).await?;
+    let shared = Shared {
+        store,
+        consumer: consumer.clone(),
+        dead_letters,
+        metrics,
+        topic: config.kafka.topic.clone(),
+        dead_letter_topic: config.kafka.dead_letter_topic.clone(),
+        max_batch: config.max_batch.max(1),
+    };
+    tracing::info!(topic = %config.kafka.topic, group = %config.group_id, partitions, "Projector consuming.");
+    let mut workers: HashMap<i32, Worker> = HashMap::new();
+    let mut heal = tokio::time::interval(Duration::from_millis(config.heal_interval_ms.max(10)));
+    heal.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
-    loop {
-        let message = tokio::select! {
+    'consume: loop {
+        tokio::select! {
+            biased;
             () = &mut shutdown => break,
-            m = consumer.recv() => m,
-        };
-        let message = match message {
-            Ok(m) => m,
-            Err(error) => {
-                tracing::warn!(%error, "Kafka consumer error; retrying.");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        let outcome = project(&message, &*store, &metrics, config, &dead_letters).await;
-        match outcome {
-            Applied::Applied | Applied::Duplicate => {
-                if let Err(error) = consumer.store_offset_from_message(&message) {
-                    tracing::warn!(%error, "Could not store a consumer offset.");
+            Some(change) = rebalances.recv() => match change {
+                Rebalanced::Assigned(ps) => {
+                    tracing::info!(partitions = ?ps, "Partitions assigned.");
+                    for p in ps {
+                        workers.entry(p).or_insert_with(|| Worker::start(p, shared.clone()));
+                    }
+                }
+                Rebalanced::Revoked(ps) => {
+                    tracing::info!(partitions = ?ps, "Partitions revoked.");
+                    for p in ps {
+                        if let Some(w) = workers.remove(&p) {
+                            w.stop();
+                        }
+                    }
+                }
+            },
+            _ = heal.tick() => check(&shared, &workers, partitions).await,
+            message = consumer.recv() => {
+                let message = match message {
+                    Ok(m) => m.detach(),
+                    Err(error) => {
+                        tracing::warn!(%error, "Kafka consumer error; retrying.");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                };
+                let p = message.partition();
+                let worker = workers.entry(p).or_insert_with(|| Worker::start(p, shared.clone()));
+                tokio::select! {
+                    _ = worker.tx.send(message) => {}
+                    () = &mut shutdown => break 'consume,
                 }
             }
-            Applied::Gap { next } => seek(&consumer, &message, next, &metrics),
         }
     }
-    if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
-        tracing::warn!(%error, "Final offset commit failed; records will be redelivered.");
-    }
-    tracing::info!("Projector stopped.");
+    stop(workers, consumer, shared).await;
     Ok(())
 }
 
-/// The projection is behind this record: read the partition again from where it is.
-fn seek(consumer: &StreamConsumer, message: &BorrowedMessage<'_>, next: u64, metrics: &Metrics) {
-    Metrics::inc(&metrics.seeks);
-    tracing::info!(
-        partition = message.partition(),
-        from = message.offset(),
-        to = next,
-        "Projection is behind the consumer; seeking back."
-    );
-    let offset = Offset::Offset(i64::try_from(next).unwrap_or(i64::MAX));
-    if let Err(error) = consumer.seek(
-        message.topic(),
-        message.partition(),
-        offset,
-        Duration::from_secs(5),
-    ) {
-        tracing::warn!(%error, "Seek failed; the record will be retried.");
-    }
-}
-
-/// Decodes one record and applies it (retrying the store until it answers).
-async fn project(
-    message: &BorrowedMessage<'_>,
-    store: &dyn StateStore,
-    metrics: &Metrics,
-    config: &Config,
-    dead_letters: &KafkaEventLog,
-) -> Applied {
-    let position = LogPosition {
-        partition: u32::try_from(message.partition()).unwrap_or_default(),
-        offset: u64::try_from(message.offset()).unwrap_or_default(),
-    };
-    let payload = message.payload().unwrap_or_default();
-    let event = match decode(payload, position, metrics) {
-        Ok(event) => event,
-        Err(reason) => {
-            dead_letter(message, &reason, config, dead_letters, metrics).await;
-            None
+/// Heals and completes the projection for this member's partitions: where the projection is
+/// behind what a worker expects (Redis lost data, or a rebuild switched generations), or the
+/// worker does not know yet, seek there; once a partition has reached the end of the log,
+/// mark it complete (and the generation ready when all are). Needs no new record.
+async fn check(shared: &Shared, workers: &HashMap<i32, Worker>, partitions: u32) {
+    for (&p, worker) in workers {
+        let partition = u32::try_from(p).unwrap_or_default();
+        let Ok(state) = shared.store.partition_state(partition).await else {
+            continue; // the store is away: the workers retry and log
+        };
+        let expected = worker.expected();
+        if expected == UNKNOWN || state.next < expected {
+            if expected != UNKNOWN {
+                Metrics::inc(&shared.metrics.generation_resets);
+                tracing::warn!(
+                    partition = p,
+                    from = expected,
+                    to = state.next,
+                    "The projection is behind this projector (lost data or a new generation); replaying."
+                );
+            }
+            if seek(shared, p, state.next).await {
+                worker.expect(state.next);
+            }
         }
-    };
-    let outcome = apply_with_retry(store, position, event.as_ref(), metrics).await;
-    match outcome {
-        Applied::Applied => Metrics::inc(&metrics.applied),
-        Applied::Duplicate => Metrics::inc(&metrics.duplicates),
-        Applied::Gap { .. } => {}
-    }
-    outcome
-}
-
-/// `Ok(None)` for an event type or version this build does not know.
-pub(crate) fn decode(
-    payload: &[u8],
-    position: LogPosition,
-    metrics: &Metrics,
-) -> Result<Option<Event>, String> {
-    match Envelope::from_bytes(payload).and_then(|e| e.decode()) {
-        Ok(Decoded::Known(event)) => Ok(Some(event)),
-        Ok(Decoded::Unknown { kind, version }) => {
-            Metrics::inc(&metrics.unknown_events);
-            tracing::warn!(
-                partition = position.partition,
-                offset = position.offset,
-                kind,
-                version,
-                "Skipped an unknown event type."
-            );
-            Ok(None)
-        }
-        Err(error) => Err(error.to_string()),
-    }
-}
-
-pub(crate) async fn apply_with_retry(
-    store: &dyn StateStore,
-    position: LogPosition,
-    event: Option<&Event>,
-    metrics: &Metrics,
-) -> Applied {
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        match store.apply(position, event).await {
-            Ok(outcome) => return outcome,
-            Err(error) => {
-                Metrics::inc(&metrics.store_retries);
-                tracing::warn!(%error, ?backoff, "State store did not take a record; retrying.");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+        if !state.complete {
+            let high = high_watermark(shared, p).await;
+            if high.is_some_and(|h| state.next >= h) {
+                match shared.store.mark_complete(partition, partitions).await {
+                    Ok(true) => {
+                        tracing::debug!(partition = p, "Partition complete; projection ready.")
+                    }
+                    Ok(false) => {
+                        tracing::info!(partition = p, "Partition complete; waiting for the others.")
+                    }
+                    Err(error) => tracing::warn!(%error, "Could not mark a partition complete."),
+                }
             }
         }
     }
 }
 
-async fn dead_letter(
-    message: &BorrowedMessage<'_>,
-    reason: &str,
-    config: &Config,
-    dead_letters: &KafkaEventLog,
-    metrics: &Metrics,
-) {
-    let partition = message.partition().to_string();
-    let offset = message.offset().to_string();
-    tracing::error!(
-        partition = message.partition(),
-        offset = message.offset(),
-        reason,
-        "Undecodable record; sending it to the dead-letter topic."
-    );
-    let headers = OwnedHeaders::new()
-        .insert(Header {
-            key: "error",
-            value: Some(reason),
-        })
-        .insert(Header {
-            key: "source.topic",
-            value: Some(message.topic()),
-        })
-        .insert(Header {
-            key: "source.partition",
-            value: Some(partition.as_str()),
-        })
-        .insert(Header {
-            key: "source.offset",
-            value: Some(offset.as_str()),
-        });
-    let payload = message.payload().unwrap_or_default();
-    let mut backoff = Duration::from_millis(100);
-    while let Err(error) = dead_letters
-        .send_raw(
-            &config.kafka.dead_letter_topic,
-            message.key(),
-            payload,
-            headers.clone(),
-        )
-        .await
-    {
-        tracing::warn!(%error, "Dead-letter topic did not take the record; retrying.");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
+async fn high_watermark(shared: &Shared, partition: i32) -> Option<u64> {
+    let (consumer, topic) = (shared.consumer.clone(), shared.topic.clone());
+    tokio::task::spawn_blocking(move || {
+        consumer.fetch_watermarks(&topic, partition, Duration::from_secs(2))
+    })
+    .await
+    .ok()?
+    .ok()
+    .and_then(|(_, high)| u64::try_from(high).ok())
+}
+
+async fn partition_count(consumer: &Arc<GroupConsumer>, topic: &str) -> anyhow::Result<u32> {
+    let (consumer, name) = (consumer.clone(), topic.to_owned());
+    let metadata = tokio::task::spawn_blocking(move || {
+        consumer.fetch_metadata(Some(&name), Duration::from_secs(10))
+    })
+    .await??;
+    let count = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map_or(0, |t| t.partitions().len());
+    anyhow::ensure!(count > 0, "topic {topic} has no partitions");
+    Ok(u32::try_from(count)?)
+}
+
+/// Bounded shutdown: the batches in hand get `SHUTDOWN_STEP`, the final commit and group
+/// leave another; past that, a clear log line and the consumer is left to close in the
+/// background (librdkafka's close does not return while Kafka is gone).
+async fn stop(workers: HashMap<i32, Worker>, consumer: Arc<GroupConsumer>, shared: Shared) {
+    for (_, w) in workers {
+        w.finish(SHUTDOWN_STEP).await;
     }
-    Metrics::inc(&metrics.dead_lettered);
+    drop(shared);
+    let closed = close_within(
+        consumer,
+        |c| {
+            let _ = c.commit_consumer_state(CommitMode::Sync);
+        },
+        SHUTDOWN_STEP,
+    )
+    .await;
+    if closed {
+        tracing::info!("Projector stopped.");
+    } else {
+        tracing::warn!(
+            limit = ?SHUTDOWN_STEP,
+            "Projector stopped; Kafka did not take the final commit in time (offsets up to the last commit are kept, later records will be delivered again and passed over)."
+        );
+    }
 }

@@ -37,7 +37,7 @@ pub async fn open(config: &Config) -> anyhow::Result<Backends> {
             let log = KafkaEventLog::connect(&config.kafka)
                 .await
                 .context("connecting to Kafka")?;
-            let store = RedisStore::connect(&config.redis.url, &config.redis.key_prefix)
+            let store = RedisStore::connect_with(&config.redis)
                 .await
                 .context("connecting to Redis")?;
             Ok(Backends {

@@ -24,7 +24,7 @@ impl std::fmt::Debug for DemoSecrets {
 }
 
 pub async fn demo(svc: &TokenService, client_id: &str) -> anyhow::Result<Option<DemoSecrets>> {
-    if !svc.clients().await?.is_empty() {
+    if !projection_ready(svc).await?.is_empty() {
         return Ok(None);
     }
     let client = svc
@@ -51,4 +51,22 @@ pub async fn demo(svc: &TokenService, client_id: &str) -> anyhow::Result<Option<
         username: "demo".into(),
         password,
     }))
+}
+
+/// The registered clients, once the projection can say (in cluster mode the projector may
+/// still be restoring it): waits at most a minute.
+async fn projection_ready(svc: &TokenService) -> anyhow::Result<Vec<tokend_domain::model::Client>> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match svc.clients().await {
+            Ok(clients) => return Ok(clients),
+            Err(tokend_oauth::OAuthError::Unavailable)
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tracing::info!("Waiting for the projection before seeding the demo client.");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => anyhow::bail!("cannot read the projection to seed the demo: {e}"),
+        }
+    }
 }

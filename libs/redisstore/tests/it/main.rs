@@ -3,19 +3,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use tokend_domain::model::RevocationQuery;
-use tokend_domain::{Applied, LogPosition, Projection, StateStore};
+use tokend_domain::{Applied, Projection, StateStore, StoreError};
 use tokend_events::*;
 use tokend_redis::RedisStore;
 use tokend_testkit::{redis, unique};
 
+/// Every test's limit: a hang fails fast.
+const LIMIT_SECS: u64 = 60;
 const FAR: i64 = 4_000_000_000; // expiries far in the future, so Redis keeps every key
-
-fn pos(offset: u64) -> LogPosition {
-    LogPosition {
-        partition: 0,
-        offset,
-    }
-}
 
 fn issued(jti: &str, sub: &str, family: &str, refresh: Option<&str>, from: Option<&str>) -> Event {
     Event::TokenIssued(TokenIssued {
@@ -27,6 +22,7 @@ fn issued(jti: &str, sub: &str, family: &str, refresh: Option<&str>, from: Optio
         iat: 1000,
         exp: FAR,
         family_id: family.into(),
+        auth_time_ms: 1_000_000,
         refresh: refresh.map(|d| RefreshIssued {
             digest: d.into(),
             exp: FAR + 10,
@@ -47,6 +43,7 @@ fn code(digest: &str, family: &str, exp: i64) -> Event {
         code_challenge: "challenge".into(),
         exp,
         family_id: family.into(),
+        auth_time_ms: 1_000_000,
     })
 }
 
@@ -99,6 +96,7 @@ fn script() -> Vec<Event> {
             sub: "bob".into(),
             client_id: "app".into(),
             exp: FAR,
+            family_id: "f2".into(),
         }),
         Event::TokenFamilyRevoked(TokenFamilyRevoked {
             family_id: "f3".into(),
@@ -109,7 +107,7 @@ fn script() -> Vec<Event> {
         issued("c2", "carol", "f4", Some("t2"), Some("t1")),
         Event::SubjectRevoked(SubjectRevoked {
             sub: "carol".into(),
-            revoked_before_ms: 1_000_400,
+            revoked_before_ms: 1_000_001,
         }),
         issued("c3", "carol", "f5", Some("t3"), None),
         issued("d1", "dave", "f6", None, None),
@@ -139,22 +137,46 @@ async fn store() -> RedisStore {
         .unwrap()
 }
 
-async fn apply_all(store: &RedisStore, events: &[Event]) -> Projection {
+/// Applies `events` to the reference one by one and to Redis in batches of `chunk`, then
+/// marks the single partition complete so readers may answer.
+async fn apply_all(store: &RedisStore, events: &[Event], chunk: usize) -> Projection {
     let mut reference = Projection::default();
     for (i, e) in events.iter().enumerate() {
-        assert_eq!(reference.apply(pos(i as u64), Some(e)), Applied::Applied);
-        assert_eq!(
-            store.apply(pos(i as u64), Some(e)).await.unwrap(),
-            Applied::Applied
+        reference.apply(
+            tokend_domain::LogPosition {
+                partition: 0,
+                offset: i as u64,
+            },
+            Some(e),
         );
     }
+    let refs: Vec<Option<&Event>> = events.iter().map(Some).collect();
+    for (n, batch) in refs.chunks(chunk).enumerate() {
+        let first = (n * chunk) as u64;
+        let (applied, _) = store.apply_records(0, first, batch).await.unwrap();
+        assert_eq!(
+            applied,
+            Applied::Done {
+                next: first + batch.len() as u64,
+                duplicates: 0
+            }
+        );
+    }
+    assert!(store.mark_complete(0, 1).await.unwrap());
     reference
 }
 
 #[tokio::test]
 async fn redis_agrees_with_the_reference_projection_on_every_query() {
-    let store = store().await;
-    let reference = apply_all(&store, &script()).await;
+    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    for chunk in [1, 4, 100] {
+        let store = store().await;
+        let reference = apply_all(&store, &script(), chunk).await;
+        compare(&store, &reference).await;
+    }
+}
+
+async fn compare(store: &RedisStore, reference: &Projection) {
     for digest in ["k1", "k2", "k3", "none"] {
         for now in [1000, FAR - 100, FAR + 1] {
             assert_eq!(
@@ -166,24 +188,26 @@ async fn redis_agrees_with_the_reference_projection_on_every_query() {
     }
     let subjects = ["alice", "bob", "carol", "dave", "erin", "nobody"];
     let clients = ["app", "other", "ghost"];
-    let jtis = [
-        "a1", "a2", "a3", "b1", "b2", "c1", "c2", "c3", "d1", "e1", "e2", "unseen",
-    ];
+    let jtis = ["a1", "b1", "c1", "d1", "e1", "unseen"];
+    let families = ["f1", "f2", "f3", "f4", "f5", "f6", "fk1", "fk3", ""];
     for jti in jtis {
-        for sub in subjects {
-            for client_id in clients {
-                for iat in [999, 1000, 1001, 1999, 2000] {
-                    let q = RevocationQuery {
-                        jti: jti.into(),
-                        sub: sub.into(),
-                        client_id: client_id.into(),
-                        iat,
-                    };
-                    assert_eq!(
-                        store.is_revoked(&q).await.unwrap(),
-                        reference.is_revoked(&q),
-                        "{q:?}"
-                    );
+        for family_id in families {
+            for sub in subjects {
+                for client_id in clients {
+                    for auth_time_ms in [4, 5, 899_999, 900_000, 1_000_000, 1_000_001, 2_000_000] {
+                        let q = RevocationQuery {
+                            jti: jti.into(),
+                            family_id: family_id.into(),
+                            sub: sub.into(),
+                            client_id: client_id.into(),
+                            auth_time_ms,
+                        };
+                        assert_eq!(
+                            store.is_revoked(&q).await.unwrap(),
+                            reference.is_revoked(&q),
+                            "{q:?}"
+                        );
+                    }
                 }
             }
         }
@@ -206,8 +230,7 @@ async fn redis_agrees_with_the_reference_projection_on_every_query() {
             "{id}"
         );
     }
-    let listed: Vec<_> = reference.clients().cloned().collect();
-    assert_eq!(store.clients().await.unwrap(), listed);
+    assert_eq!(store.clients().await.unwrap(), reference.clients());
     for user in subjects {
         assert_eq!(
             store.user(user).await.unwrap().as_ref(),
@@ -223,72 +246,225 @@ async fn redis_agrees_with_the_reference_projection_on_every_query() {
 }
 
 #[tokio::test]
-async fn redelivery_and_gaps_change_nothing() {
+async fn redelivery_overlaps_and_gaps_change_nothing() {
+    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
     let events = script();
     let once = store().await;
-    apply_all(&once, &events).await;
+    apply_all(&once, &events, 1).await;
     let redelivered = store().await;
-    for (i, e) in events.iter().enumerate() {
-        // Every record twice, and a look-ahead record that arrives too early.
+    let refs: Vec<Option<&Event>> = events.iter().map(Some).collect();
+    let mut next = 0u64;
+    for i in (0..refs.len()).step_by(3) {
+        // Each batch overlaps the previous one by two records; one arrives too early.
+        let from = i.saturating_sub(2);
+        let to = (i + 3).min(refs.len());
+        let early = redelivered
+            .apply_records(0, next + 1, &refs[(next as usize + 1).min(to)..to])
+            .await
+            .unwrap()
+            .0;
+        assert_eq!(early, Applied::Gap { next });
+        let (applied, _) = redelivered
+            .apply_records(0, from as u64, &refs[from..to])
+            .await
+            .unwrap();
         assert_eq!(
-            redelivered.apply(pos(i as u64), Some(e)).await.unwrap(),
-            Applied::Applied
+            applied,
+            Applied::Done {
+                next: to as u64,
+                duplicates: next - from as u64
+            }
         );
-        assert_eq!(
-            redelivered.apply(pos(i as u64), Some(e)).await.unwrap(),
-            Applied::Duplicate
-        );
-        if let Some(later) = events.get(i + 2) {
-            let early = redelivered
-                .apply(pos(i as u64 + 2), Some(later))
-                .await
-                .unwrap();
-            assert_eq!(early, Applied::Gap { next: i as u64 + 1 });
-        }
+        next = to as u64;
     }
+    redelivered.mark_complete(0, 1).await.unwrap();
     assert_eq!(
         redelivered.digest().await.unwrap(),
         once.digest().await.unwrap()
     );
     // A record with no effect (unknown type) still advances the offset.
     let n = events.len() as u64;
-    assert_eq!(once.apply(pos(n), None).await.unwrap(), Applied::Applied);
+    let (applied, written) = once.apply_records(0, n, &[None]).await.unwrap();
+    assert_eq!(
+        (applied, written),
+        (
+            Applied::Done {
+                next: n + 1,
+                duplicates: 0
+            },
+            0
+        )
+    );
     assert_eq!(once.next_offset(0).await.unwrap(), n + 1);
 }
 
+/// Removes every key under the store's base prefix: what a Redis restart without
+/// persistence, a `FLUSHALL` or a failover to an empty replica does to it.
+async fn lose_everything(store: &RedisStore, base: &str) {
+    let mut con = redis::Client::open(redis().await.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{base}:*"))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(keys)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let _ = store;
+}
+
 #[tokio::test]
-async fn generations_switch_readers_atomically() {
-    let reader = store().await;
+async fn readers_fail_closed_until_the_projection_is_complete_again() {
+    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    let base = unique("lost");
+    let store = RedisStore::connect(&redis().await.url, &base)
+        .await
+        .unwrap();
+    let revoked = RevocationQuery {
+        jti: "b1".into(),
+        family_id: "f2".into(),
+        sub: "bob".into(),
+        client_id: "app".into(),
+        auth_time_ms: 1_000_000,
+    };
+    // Nothing there yet: not "not revoked", but "I do not know".
+    assert!(matches!(
+        store.is_revoked(&revoked).await,
+        Err(StoreError::NotReady)
+    ));
+    assert!(matches!(store.ping().await, Err(StoreError::NotReady)));
     let events = script();
-    apply_all(&reader, &events[..4]).await;
-    assert_eq!(reader.active_generation().await.unwrap(), "g0");
-    let before = reader.digest().await.unwrap();
+    apply_all(&store, &events, 5).await;
+    assert!(store.is_revoked(&revoked).await.unwrap());
+    let first = store.active_generation().await.unwrap().unwrap();
 
-    let g1 = reader.generation("g1");
-    for (i, e) in events.iter().enumerate() {
-        g1.apply(pos(i as u64), Some(e)).await.unwrap();
+    lose_everything(&store, &base).await;
+    assert!(matches!(
+        store.is_revoked(&revoked).await,
+        Err(StoreError::NotReady)
+    ));
+    assert!(matches!(
+        store.client("app").await,
+        Err(StoreError::NotReady)
+    ));
+
+    // A writer finds no generation: it starts a new one from offset 0 (a gap for the batch
+    // it had in hand), and readers wait until it is complete.
+    let refs: Vec<Option<&Event>> = events.iter().map(Some).collect();
+    let (gap, _) = store.apply_records(0, 10, &refs[10..]).await.unwrap();
+    assert_eq!(gap, Applied::Gap { next: 0 });
+    let second = store.active_generation().await.unwrap().unwrap();
+    assert_ne!(first, second);
+    store.apply_records(0, 0, &refs).await.unwrap();
+    assert!(matches!(
+        store.is_revoked(&revoked).await,
+        Err(StoreError::NotReady)
+    ));
+    assert!(store.mark_complete(0, 1).await.unwrap());
+    assert!(store.is_revoked(&revoked).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_rebuilt_generation_switches_only_once_it_has_caught_up() {
+    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    let live = store().await;
+    let events = script();
+    let refs: Vec<Option<&Event>> = events.iter().map(Some).collect();
+    apply_all(&live, &events[..10], 10).await;
+    let old = live.active_generation().await.unwrap().unwrap();
+
+    let fresh = live.generation(&tokend_redis::new_generation_name());
+    fresh.apply_records(0, 0, &refs[..6]).await.unwrap();
+    match live.activate(fresh_name(&fresh)).await.unwrap() {
+        tokend_redis::Activation::Behind { partition, needed } => {
+            assert_eq!((partition, needed), (0, 10))
+        }
+        other => panic!("switched while behind: {other:?}"),
     }
+    fresh.apply_records(0, 6, &refs[6..12]).await.unwrap();
+    // The live projector moves on meanwhile, and is still at 12 or behind: switch.
+    live.apply_records(0, 10, &refs[10..11]).await.unwrap();
+    let switched = live.activate(fresh_name(&fresh)).await.unwrap();
     assert_eq!(
-        reader.digest().await.unwrap(),
-        before,
-        "readers stay on g0 until the switch"
+        switched,
+        tokend_redis::Activation::Switched {
+            previous: Some(old.clone())
+        }
     );
-    reader.activate("g1").await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    assert_eq!(reader.current_generation().await.unwrap(), "g1");
-    assert_eq!(reader.digest().await.unwrap(), g1.digest().await.unwrap());
-    assert!(reader.client("other").await.unwrap().is_some());
+    // Readers follow at once (the pointer is read with every query).
+    assert_eq!(live.next_offset(0).await.unwrap(), 12);
+    assert_eq!(live.digest().await.unwrap(), fresh.digest().await.unwrap());
+    // The live writer's next batch lands in the new generation.
+    let (applied, _) = live.apply_records(0, 11, &refs[11..]).await.unwrap();
+    assert_eq!(
+        applied,
+        Applied::Done {
+            next: refs.len() as u64,
+            duplicates: 1
+        }
+    );
+    live.delete_generation(&old).await.unwrap();
+    assert_eq!(live.next_offset(0).await.unwrap(), refs.len() as u64);
+}
 
-    reader.delete_generation("g0").await.unwrap();
-    assert_eq!(reader.generation("g0").next_offset(0).await.unwrap(), 0);
+fn fresh_name(store: &RedisStore) -> &str {
+    store.pinned_generation().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn revoking_a_client_with_many_tokens_writes_one_key() {
+    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    let store = store().await;
+    let mut events: Vec<Event> = (0..2000)
+        .map(|i| {
+            issued(
+                &format!("a{i}"),
+                "alice",
+                &format!("f{i}"),
+                Some(&format!("r{i}")),
+                None,
+            )
+        })
+        .collect();
+    events.push(Event::ClientRevoked(ClientRevoked {
+        client_id: "app".into(),
+        revoked_before_ms: 1_000_001,
+    }));
+    let refs: Vec<Option<&Event>> = events.iter().map(Some).collect();
+    let (_, written) = store.apply_records(0, 0, &refs[..2000]).await.unwrap();
+    assert_eq!(
+        written, 4000,
+        "a refresh-bearing issue writes its refresh token and family"
+    );
+    let (_, written) = store.apply_records(0, 2000, &refs[2000..]).await.unwrap();
+    assert_eq!(written, 1, "the client-wide revocation is one watermark");
+    store.mark_complete(0, 1).await.unwrap();
+    for i in [0, 999, 1999] {
+        let q = RevocationQuery {
+            jti: format!("a{i}"),
+            family_id: format!("f{i}"),
+            sub: "alice".into(),
+            client_id: "app".into(),
+            auth_time_ms: 1_000_000,
+        };
+        assert!(store.is_revoked(&q).await.unwrap());
+        assert_eq!(
+            store.refresh_status(&format!("r{i}"), 1500).await.unwrap(),
+            tokend_domain::model::RefreshStatus::Revoked
+        );
+    }
 }
 
 #[tokio::test]
 async fn an_unreachable_redis_is_unavailable_not_a_panic() {
+    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
     let port = tokend_testkit::free_port();
     let result = RedisStore::connect(&format!("redis://127.0.0.1:{port}"), "x").await;
-    assert!(matches!(
-        result,
-        Err(tokend_domain::StoreError::Unavailable(_))
-    ));
+    assert!(matches!(result, Err(StoreError::Unavailable(_))));
 }

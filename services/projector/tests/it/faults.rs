@@ -1,6 +1,7 @@
 //! Faults: Kafka stopped and started again under a running node; records the projector cannot
 //! read.
 
+use crate::LIMIT_SECS;
 use std::time::Duration;
 
 use tokend_kafka::rdkafka::ClientConfig;
@@ -11,6 +12,7 @@ use crate::cluster::{Cluster, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_down_means_503_for_issuance_but_validation_works_then_recovers() {
+    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
     let kafka = Kafka::start().await;
     let c = Cluster::start(&kafka.bootstrap, &redis().await.url, 1).await;
     let _projector = c.spawn_projector();
@@ -60,6 +62,7 @@ async fn kafka_down_means_503_for_issuance_but_validation_works_then_recovers() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_and_undecodable_records_do_not_stop_the_projector() {
+    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
     let kafka = tokend_testkit::kafka().await;
     let c = Cluster::start(&kafka.bootstrap, &redis().await.url, 1).await;
     let _projector = c.spawn_projector();

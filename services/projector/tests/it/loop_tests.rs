@@ -1,6 +1,7 @@
 //! Issue on one node, validate on another; revocation propagation with figures; subject-wide
 //! revocation; the remote resource server.
 
+use crate::LIMIT_SECS;
 use std::time::{Duration, Instant};
 
 use tokend_testkit::{kafka, redis};
@@ -17,6 +18,7 @@ async fn cluster(nodes: usize) -> (Cluster, tokio::task::JoinHandle<()>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_on_a_validate_and_introspect_on_b() {
+    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
     let (c, _p) = cluster(2).await;
     let token = c.client_credentials(0).await;
     assert_eq!(c.data(1, &token).await, 200);
@@ -49,6 +51,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoke_on_a_is_rejected_on_b_within_a_bound() {
+    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
     const N: usize = 300;
     let (c, _p) = cluster(2).await;
     let mut tokens = Vec::with_capacity(N);
@@ -92,6 +95,7 @@ async fn revoke_on_a_is_rejected_on_b_within_a_bound() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_revocation_is_rejected_everywhere_when_it_answers() {
+    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
     let (c, _p) = cluster(2).await;
     for _ in 0..20 {
         let t = c.client_credentials(0).await;
@@ -124,6 +128,7 @@ async fn strict_revocation_is_rejected_everywhere_when_it_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subject_revoke_rejects_every_token_on_every_node() {
+    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
     let (c, _p) = cluster(2).await;
     let mut tokens = Vec::new();
     for i in [0, 0, 1, 1, 0] {
@@ -154,6 +159,7 @@ async fn subject_revoke_rejects_every_token_on_every_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_resource_server_verifies_with_jwks_and_redis() {
+    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
     let (c, _p) = cluster(1).await;
     let settings = tokend_resource_server::Settings {
         issuer: c.nodes[0].clone(),
@@ -264,6 +270,7 @@ async fn code_from(c: &Cluster, i: usize, query: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_code_issued_on_a_is_redeemed_on_b_once() {
+    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
     let (c, _p) = cluster(2).await;
     let query = "response_type=code&client_id=demo-client&redirect_uri=http%3A%2F%2F127.0.0.1%3A8081%2Fcallback&scope=read&state=s1&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256";
     let code = code_from(&c, 0, query).await;

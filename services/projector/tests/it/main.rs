@@ -13,3 +13,6 @@ mod cluster;
 mod faults;
 mod loop_tests;
 mod replay;
+
+/// Every test's limit: a hang (a shutdown that waits for a Kafka that is gone) fails fast.
+pub const LIMIT_SECS: u64 = 180;
