@@ -12,6 +12,8 @@ fn bench(c: &mut Criterion) {
         client_id: "demo-client".into(),
         scope: "read write".into(),
         jti: "0f1e2d3c4b5a69788796a5b4c3d2e1f0".into(),
+        sid: "5a69788796a5b4c3d2e1f00f1e2d3c4b".into(),
+        auth_time_ms: 1_700_000_000_000,
         iat: 1_700_000_000,
         exp: 1_700_000_900,
         nbf: None,

@@ -77,6 +77,8 @@ fn claims(iat: i64, exp: i64) -> AccessClaims {
         client_id: "app".into(),
         scope: "read write".into(),
         jti: "j1".into(),
+        sid: "f1".into(),
+        auth_time_ms: iat * 1000,
         iat,
         exp,
         nbf: None,

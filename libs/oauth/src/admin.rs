@@ -32,11 +32,41 @@ pub struct NewClient {
     pub public: bool,
 }
 
+/// A client as the admin API shows it: its settings, never its secret's digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClientInfo {
+    pub client_id: String,
+    pub name: String,
+    pub public: bool,
+    pub grant_types: Vec<String>,
+    pub scopes: Vec<String>,
+    pub default_scopes: Vec<String>,
+    pub audiences: Vec<String>,
+    pub redirect_uris: Vec<String>,
+    pub disabled: bool,
+}
+
+impl From<Client> for ClientInfo {
+    fn from(c: Client) -> Self {
+        Self {
+            public: c.is_public(),
+            client_id: c.client_id,
+            name: c.name,
+            grant_types: c.grant_types,
+            scopes: c.scopes,
+            default_scopes: c.default_scopes,
+            audiences: c.audiences,
+            redirect_uris: c.redirect_uris,
+            disabled: c.disabled,
+        }
+    }
+}
+
 /// The registered client and, this once, its secret.
 #[derive(Serialize)]
 pub struct RegisteredClient {
     #[serde(flatten)]
-    pub client: Client,
+    pub client: ClientInfo,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_secret: Option<String>,
 }
@@ -157,10 +187,10 @@ impl TokenService {
             redirect_uris: new.redirect_uris,
         };
         self.append(event.clone()).await?;
-        let client = Client {
+        let client = ClientInfo {
             client_id: event.client_id,
             name: event.name,
-            secret_digest: event.secret_digest,
+            public: event.secret_digest.is_none(),
             grant_types: event.grant_types,
             scopes: event.scopes,
             default_scopes: event.default_scopes,
@@ -174,8 +204,19 @@ impl TokenService {
         })
     }
 
-    pub async fn clients(&self) -> Result<Vec<Client>> {
-        Ok(self.store.clients().await?)
+    pub async fn clients(&self) -> Result<Vec<ClientInfo>> {
+        Ok(self
+            .store
+            .clients()
+            .await?
+            .into_iter()
+            .map(ClientInfo::from)
+            .collect())
+    }
+
+    /// A "revoked before" watermark: every grant begun up to and including this millisecond.
+    fn watermark_now(&self) -> i64 {
+        self.clock.now_ms() + 1
     }
 
     pub async fn disable_client(&self, client_id: &str) -> Result<()> {
@@ -185,7 +226,7 @@ impl TokenService {
             .ok_or_else(|| OAuthError::NotFound(format!("no client '{client_id}'")))?;
         self.append(ClientDisabled {
             client_id: client_id.to_owned(),
-            revoked_before_ms: self.clock.now_ms(),
+            revoked_before_ms: self.watermark_now(),
         })
         .await?;
         Ok(())
@@ -228,7 +269,7 @@ impl TokenService {
             .ok_or_else(|| OAuthError::NotFound(format!("no user '{username}'")))?;
         self.append(UserDisabled {
             username: username.to_owned(),
-            revoked_before_ms: self.clock.now_ms(),
+            revoked_before_ms: self.watermark_now(),
         })
         .await?;
         Ok(())
@@ -242,7 +283,7 @@ impl TokenService {
         let position = self
             .append(SubjectRevoked {
                 sub: sub.to_owned(),
-                revoked_before_ms: self.clock.now_ms(),
+                revoked_before_ms: self.watermark_now(),
             })
             .await?;
         self.await_consistency(position, None).await
@@ -257,7 +298,7 @@ impl TokenService {
         let position = self
             .append(ClientRevoked {
                 client_id: client_id.to_owned(),
-                revoked_before_ms: self.clock.now_ms(),
+                revoked_before_ms: self.watermark_now(),
             })
             .await?;
         self.await_consistency(position, None).await

@@ -55,7 +55,7 @@ pub async fn demo(svc: &TokenService, client_id: &str) -> anyhow::Result<Option<
 
 /// The registered clients, once the projection can say (in cluster mode the projector may
 /// still be restoring it): waits at most a minute.
-async fn projection_ready(svc: &TokenService) -> anyhow::Result<Vec<tokend_domain::model::Client>> {
+async fn projection_ready(svc: &TokenService) -> anyhow::Result<Vec<tokend_oauth::ClientInfo>> {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         match svc.clients().await {

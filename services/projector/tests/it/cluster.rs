@@ -53,6 +53,7 @@ pub fn projector_config(c: &Cluster) -> tokend_projector::Config {
         redis: c.redis.clone(),
         group_id: c.group.clone(),
         metrics_addr: None,
+        ..tokend_projector::Config::default()
     }
 }
 
@@ -68,7 +69,24 @@ impl Cluster {
         let redis = RedisSettings {
             url: redis_url.to_owned(),
             key_prefix: unique("tokend"),
+            ..RedisSettings::default()
         };
+        let group = unique("projector");
+        // Node 0 seeds the demo client, which needs a ready projection: a projector runs
+        // until the nodes are up, then leaves the group (tests start their own).
+        let (stop_seeding, seeding_stopped) = tokio::sync::oneshot::channel::<()>();
+        let seeding = tokio::spawn(run_projector(
+            tokend_projector::Config {
+                kafka: kafka.clone(),
+                redis: redis.clone(),
+                group_id: group.clone(),
+                metrics_addr: None,
+                ..tokend_projector::Config::default()
+            },
+            async move {
+                let _ = seeding_stopped.await;
+            },
+        ));
         let listeners: Vec<tokio::net::TcpListener> = futures::future::join_all(
             (0..nodes).map(|_| tokio::net::TcpListener::bind("127.0.0.1:0")),
         )
@@ -110,11 +128,13 @@ impl Cluster {
             }));
         }
         let (client_id, client_secret, password) = demo.expect("node 0 seeds the demo");
+        let _ = stop_seeding.send(());
+        seeding.await.unwrap();
         Self {
             nodes: urls,
             kafka,
             redis,
-            group: unique("projector"),
+            group,
             client_id,
             client_secret,
             password,
@@ -135,20 +155,10 @@ impl Cluster {
 
     /// A projector task (abort it to kill it mid-stream).
     pub fn spawn_projector(&self) -> JoinHandle<()> {
-        let config = projector_config(self);
-        tokio::spawn(async move {
-            let store = RedisStore::connect(&config.redis.url, &config.redis.key_prefix)
-                .await
-                .unwrap();
-            tokend_projector::run(
-                &config,
-                Arc::new(store),
-                Arc::new(Metrics::default()),
-                std::future::pending(),
-            )
-            .await
-            .unwrap();
-        })
+        tokio::spawn(run_projector(
+            projector_config(self),
+            std::future::pending(),
+        ))
     }
 
     /// POST a form to node `i` as the demo client.
@@ -217,16 +227,34 @@ impl Cluster {
         body
     }
 
-    /// Waits until the projector has applied the demo seed (the client can authenticate).
+    /// Waits until the projector has applied the demo seed (the client can authenticate,
+    /// the user can log in).
     pub async fn ready(&self) {
         eventually(Duration::from_secs(60), || async {
+            let password = [
+                ("grant_type", "password"),
+                ("username", "demo"),
+                ("password", self.password.as_str()),
+            ];
             self.form(0, "/oauth/token", &[("grant_type", "client_credentials")])
                 .await
                 .0
                 == 200
+                && self.form(0, "/oauth/token", &password).await.0 == 200
         })
         .await;
     }
+}
+
+/// One projector until `stop` resolves.
+pub async fn run_projector(
+    config: tokend_projector::Config,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let store = RedisStore::connect_with(&config.redis).await.unwrap();
+    tokend_projector::run(&config, Arc::new(store), Arc::new(Metrics::default()), stop)
+        .await
+        .unwrap();
 }
 
 /// Polls `check` every 5 ms until it holds; panics after `limit`.

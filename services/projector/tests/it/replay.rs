@@ -116,7 +116,7 @@ async fn killed_projector_converges_to_a_clean_replay_and_a_wipe_rebuilds_it() {
     );
 
     // Wipe the live projection, rebuild it: the same digest again.
-    let generation = store.active_generation().await.unwrap();
+    let generation = store.active_generation().await.unwrap().unwrap();
     store.delete_generation(&generation).await.unwrap();
     assert_ne!(store.digest().await.unwrap(), live);
     let report = rebuild(&projector_config(&c), &store, false).await.unwrap();
