@@ -11,6 +11,7 @@
 
 mod cluster;
 mod faults;
+mod heal;
 mod loop_tests;
 mod replay;
 

@@ -16,7 +16,7 @@ use crate::cluster::{Cluster, caught_up, eventually, jti, projector_config};
 
 /// A stream of issues, rotations and revocations from a few concurrent clients; returns every
 /// access token handed out.
-async fn stream(c: &Arc<Cluster>, workers: usize, rounds: usize) -> Vec<String> {
+pub(crate) async fn stream(c: &Arc<Cluster>, workers: usize, rounds: usize) -> Vec<String> {
     let received = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..workers {
