@@ -20,23 +20,24 @@ macro_rules! events {
                 match self { $(Event::$name(_) => $version),* }
             }
 
-            /// The envelope's `type` and the payload as JSON.
-            pub fn to_parts(&self) -> (&'static str, serde_json::Value) {
+            /// The envelope's `type` and the payload as JSON text.
+            pub fn to_parts(&self) -> (&'static str, Box<serde_json::value::RawValue>) {
                 let value = match self {
-                    $(Event::$name(p) => serde_json::to_value(p)),*
+                    $(Event::$name(p) => serde_json::value::to_raw_value(p)),*
                 };
-                (self.kind(), value.unwrap_or_default())
+                // Serialising plain data with string keys cannot fail.
+                (self.kind(), value.unwrap_or_else(|_| empty_object()))
             }
 
             /// `None` for an unknown type or version.
             pub(crate) fn from_parts(
                 kind: &str,
                 version: u16,
-                payload: &serde_json::Value,
+                payload: &serde_json::value::RawValue,
             ) -> Option<Result<Event, serde_json::Error>> {
                 match (kind, version) {
                     $((stringify!($name), $version) => Some(
-                        <$name as Deserialize>::deserialize(payload).map(Event::$name)
+                        serde_json::from_str::<$name>(payload.get()).map(Event::$name)
                     ),)*
                     _ => None,
                 }
@@ -47,6 +48,13 @@ macro_rules! events {
             fn from(p: $name) -> Self { Event::$name(p) }
         })*
     };
+}
+
+fn empty_object() -> Box<serde_json::value::RawValue> {
+    serde_json::value::RawValue::from_string("{}".to_owned()).unwrap_or_else(|_| {
+        // "{}" is valid JSON; this branch cannot run.
+        Box::<serde_json::value::RawValue>::default()
+    })
 }
 
 events! {

@@ -77,7 +77,7 @@ impl RedisStore {
             .await?
             .ok_or_else(|| StoreError::Unavailable("the generation pointer vanished".into()))?;
         if created {
-            tracing::warn!(generation = %live, "No projection in Redis; started a new generation, readers wait until it is complete.");
+            tracing::warn!(generation = %live, "No projection in Redis (a first start, or its data was lost): started a new generation; readers get 503 until it is complete.");
         }
         self.saw_generation(Some(live.clone()));
         Ok(live)

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use futures::FutureExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokend_domain::{Applied, LogPosition};
@@ -51,40 +51,59 @@ pub async fn rebuild(
     let partitions: Vec<i32> = ends.keys().copied().collect();
     let bar = progress_bar(progress, ends.values().sum());
     let consumer = replay_consumer(&config.kafka, &partitions)?;
-    let metrics = Metrics::default();
-    let mut applied: HashMap<i32, u64> = partitions.iter().map(|p| (*p, 0)).collect();
-    let mut events = 0u64;
-    loop {
-        while applied.iter().any(|(p, next)| *next < ends[p]) {
-            let first = consumer.recv().await.context("reading the log")?.detach();
+    // Reading runs ahead of applying by up to two buffers, so Kafka and Redis work at once.
+    let (buffers, mut to_apply) = tokio::sync::mpsc::channel::<Vec<OwnedMessage>>(2);
+    let reader = tokio::spawn(async move {
+        loop {
+            let first = match consumer.recv().await {
+                Ok(m) => m.detach(),
+                Err(e) => return Err(anyhow::Error::from(e).context("reading the log")),
+            };
             let mut buffered = vec![first];
             while buffered.len() < READ_AHEAD {
                 match consumer.recv().now_or_never() {
                     Some(Ok(m)) => buffered.push(m.detach()),
-                    Some(Err(e)) => return Err(e).context("reading the log"),
+                    Some(Err(e)) => return Err(anyhow::Error::from(e).context("reading the log")),
                     None => break,
                 }
             }
-            let count = buffered.len() as u64;
-            for (p, next) in apply(&target, buffered, &metrics).await? {
-                applied.insert(p, next);
+            if buffers.send(buffered).await.is_err() {
+                return Ok(());
             }
-            events += count;
-            bar.inc(count);
         }
-        match target.activate(&generation).await? {
-            Activation::Switched { previous } => {
-                if let Some(old) = previous {
-                    store.delete_generation(&old).await?;
+    });
+    let metrics = Metrics::default();
+    let mut applied: HashMap<i32, u64> = partitions.iter().map(|p| (*p, 0)).collect();
+    let mut events = 0u64;
+    let outcome = async {
+        loop {
+            while applied.iter().any(|(p, next)| *next < ends[p]) {
+                let Some(buffered) = to_apply.recv().await else {
+                    bail!("the log reader stopped");
+                };
+                let count = buffered.len() as u64;
+                for (p, next) in apply(&target, buffered, &metrics).await? {
+                    applied.insert(p, next);
                 }
-                break;
+                events += count;
+                bar.inc(count);
             }
-            Activation::Behind { partition, needed } => {
-                tracing::debug!(partition, needed, "Live projection moved on; catching up.");
-                ends = current_ends(config).await?;
-                bar.set_length(ends.values().sum());
+            match target.activate(&generation).await? {
+                Activation::Switched { previous } => return Ok(previous),
+                Activation::Behind { partition, needed } => {
+                    tracing::debug!(partition, needed, "Live projection moved on; catching up.");
+                    ends = current_ends(config).await?;
+                    bar.set_length(ends.values().sum());
+                }
             }
         }
+    }
+    .await;
+    // The reader may be waiting for records that will not come: stop it.
+    reader.abort();
+    let _ = reader.await;
+    if let Some(old) = outcome? {
+        store.delete_generation(&old).await?;
     }
     bar.finish_and_clear();
     Ok(RebuildReport {

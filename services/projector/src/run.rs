@@ -94,10 +94,12 @@ pub async fn run(
 async fn check(shared: &Shared, workers: &HashMap<i32, Worker>, partitions: u32) {
     for (&p, worker) in workers {
         let partition = u32::try_from(p).unwrap_or_default();
+        // What the worker expects first: the store's offset read afterwards can only be
+        // lower than that if the projection lost what the worker had written.
+        let expected = worker.expected();
         let Ok(state) = shared.store.partition_state(partition).await else {
             continue; // the store is away: the workers retry and log
         };
-        let expected = worker.expected();
         if expected == UNKNOWN || state.next < expected {
             if expected != UNKNOWN {
                 Metrics::inc(&shared.metrics.generation_resets);
