@@ -40,4 +40,6 @@ step "Clippy (-D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "Tests"
-cargo test --workspace --locked
+# A hard limit over the whole run: each integration test has its own (it stops its
+# binary with the test's name); this catches a hang outside any test body.
+timeout --kill-after=30 2400 cargo test --workspace --locked
