@@ -20,7 +20,10 @@ impl ManualClock {
         Self(AtomicI64::new(now_ms))
     }
     pub fn advance_secs(&self, secs: i64) {
-        self.0.fetch_add(secs * 1000, Ordering::SeqCst);
+        self.advance_ms(secs * 1000);
+    }
+    pub fn advance_ms(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
     }
 }
 
