@@ -6,7 +6,7 @@
 //! so a write that finds the offset it read also finds the records it read.
 
 use redis::Value;
-use tokend_domain::{Alignment, Applied, Key, State, StoreError, align, keys};
+use tokend_domain::{Alignment, Applied, Key, Record, State, StoreError, align, keys};
 use tokend_events::Event;
 
 use crate::RedisStore;
@@ -15,6 +15,27 @@ use crate::store::unavailable;
 
 /// How often a batch is read again when another writer moved the partition meanwhile.
 const MAX_ATTEMPTS: usize = 8;
+
+/// Records outlive what they describe by this much, so a validator that accepts a token
+/// `leeway_secs` past its `exp` still sees its revocation.
+pub(crate) const EXPIRY_MARGIN_SECS: i64 = 300;
+
+/// The expire-at argument of `write.lua` for a record.
+fn expire_at(record: &Record) -> String {
+    match record.until() {
+        None => "0".to_owned(),
+        // Later events refer to these: `write.lua` keeps them for at least its replay floor.
+        Some(until)
+            if matches!(
+                record,
+                Record::Family(_) | Record::Refresh(_) | Record::Code(_)
+            ) =>
+        {
+            format!("+{}", (until + EXPIRY_MARGIN_SECS).max(1))
+        }
+        Some(until) => (until + EXPIRY_MARGIN_SECS).max(1).to_string(),
+    }
+}
 
 impl RedisStore {
     /// Applies consecutive records of `partition` from `first`; returns the outcome and how
@@ -63,10 +84,7 @@ impl RedisStore {
             for (key, record) in &changes {
                 invocation.arg(record_key(&prefix, key));
                 match record {
-                    Some(r) => {
-                        let at = r.until().map_or(0, |t| t.max(1));
-                        invocation.arg(encode(r)).arg(at)
-                    }
+                    Some(r) => invocation.arg(encode(r)).arg(expire_at(r)),
                     None => invocation.arg("").arg(0),
                 };
             }
@@ -128,8 +146,8 @@ impl RedisStore {
         }
         let mut state = State::tracking();
         for (key, value) in touched.iter().zip(values) {
-            if let Some(record) = value.and_then(|v| decode(key, &v)) {
-                state.load(key.clone(), record);
+            if let Some(value) = value {
+                state.load(key.clone(), decode(key, &value)?);
             }
         }
         Ok(Some((next.unwrap_or(0), state)))

@@ -17,8 +17,10 @@ use crate::RedisStore;
 use crate::store::unavailable;
 
 /// What a projector needs to know of one of its partitions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionState {
+    /// The generation this was read from (the live one).
+    pub generation: String,
     /// The next offset to apply.
     pub next: u64,
     /// The partition has been applied up to the end of the log since the generation began.
@@ -36,7 +38,31 @@ pub enum Activation {
         partition: u32,
         needed: u64,
     },
+    /// The new generation holds less than was applied to it on `partition` (Redis lost
+    /// data meanwhile): it must not become live.
+    Lost {
+        partition: u32,
+    },
 }
+
+/// Completion and its reverse, against one generation: refused (0) unless it is still the
+/// live one and, when completing, the partition has really reached `min_next`.
+const COMPLETION: &str = "
+local live = redis.call('GET', KEYS[1])
+if live ~= ARGV[1] then return 0 end
+local prefix = ARGV[2]
+if ARGV[5] == 'complete' then
+  local next = tonumber(redis.call('HGET', prefix .. 'offsets', ARGV[3]) or '0')
+  if next < tonumber(ARGV[4]) then return 0 end
+  redis.call('HSET', prefix .. 'complete', ARGV[3], '1')
+  if redis.call('HLEN', prefix .. 'complete') >= tonumber(ARGV[6]) then
+    redis.call('SET', prefix .. 'ready', '1')
+  end
+  return 1 + redis.call('EXISTS', prefix .. 'ready')
+end
+redis.call('HDEL', prefix .. 'complete', ARGV[3])
+redis.call('DEL', prefix .. 'ready')
+return 1";
 
 /// A fresh generation name.
 pub fn new_generation_name() -> String {
@@ -95,71 +121,114 @@ impl RedisStore {
         self.pinned.as_deref()
     }
 
-    /// Where `partition` stands in the generation this handle writes (creating a live one
-    /// when there is none).
-    pub async fn partition_state(&self, partition: u32) -> Result<PartitionState, StoreError> {
-        let prefix = self.prefix_of(&self.writer_generation().await?);
+    /// Where `partition` stands in the live generation (creating one when there is none);
+    /// `None` when the live generation changed under the read (ask again).
+    pub async fn partition_state(
+        &self,
+        partition: u32,
+    ) -> Result<Option<PartitionState>, StoreError> {
+        let generation = self.writer_generation().await?;
+        let prefix = self.prefix_of(&generation);
         let (pointer, next, complete): (Option<String>, Option<u64>, bool) = redis::pipe()
+            .atomic()
             .get(self.pointer_key())
             .hget(format!("{prefix}offsets"), partition)
             .hexists(format!("{prefix}complete"), partition)
             .query_async(&mut self.con.clone())
             .await
             .map_err(unavailable)?;
-        if self.pinned.is_none() && pointer.as_deref() != Some(self.generation_guess().as_str()) {
-            // Lost or switched: resolve again next time, and report the partition empty.
-            self.saw_generation(None);
-            return Ok(PartitionState {
-                next: 0,
-                complete: false,
-            });
+        if self.pinned.is_none() && pointer.as_deref() != Some(generation.as_str()) {
+            self.saw_generation(None); // lost or switched: resolve it again next time
+            return Ok(None);
         }
-        Ok(PartitionState {
+        Ok(Some(PartitionState {
+            generation,
             next: next.unwrap_or(0),
             complete,
-        })
+        }))
     }
 
-    /// Records that `partition` is complete; once all `partitions` are, the generation is
-    /// ready for readers. Returns whether it is ready.
-    pub async fn mark_complete(&self, partition: u32, partitions: u32) -> Result<bool, StoreError> {
-        let prefix = self.prefix_of(&self.writer_generation().await?);
-        let script = Script::new(
-            "redis.call('HSET', KEYS[1], ARGV[1], '1') \
-             if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[2]) then \
-               redis.call('SET', KEYS[2], '1') return 1 end \
-             return redis.call('EXISTS', KEYS[2])",
-        );
-        let ready: i64 = script
-            .key(format!("{prefix}complete"))
-            .key(format!("{prefix}ready"))
+    async fn completion(
+        &self,
+        generation: &str,
+        partition: u32,
+        min_next: u64,
+        what: &str,
+        partitions: u32,
+    ) -> Result<i64, StoreError> {
+        Script::new(COMPLETION)
+            .key(self.pointer_key())
+            .arg(generation)
+            .arg(self.prefix_of(generation))
             .arg(partition)
+            .arg(min_next)
+            .arg(what)
             .arg(partitions)
             .invoke_async(&mut self.con.clone())
             .await
-            .map_err(unavailable)?;
-        Ok(ready == 1)
+            .map_err(unavailable)
     }
 
-    /// Switches readers and writers to `generation` if it has applied at least as far as
-    /// the live one on every partition; marks it ready.
-    pub async fn activate(&self, generation: &str) -> Result<Activation, StoreError> {
-        let script = Script::new(include_str!("switch.lua"));
-        let (outcome, a, b): (u8, String, Option<u64>) = script
+    /// Records that `partition` of the live `generation` has applied the log up to `min_next`
+    /// (its end); once all `partitions` are complete the generation is ready for readers.
+    /// Refused if `generation` is no longer live or the partition is not that far. Returns
+    /// whether the generation is ready.
+    pub async fn mark_complete(
+        &self,
+        generation: &str,
+        partition: u32,
+        min_next: u64,
+        partitions: u32,
+    ) -> Result<bool, StoreError> {
+        let outcome = self
+            .completion(generation, partition, min_next, "complete", partitions)
+            .await?;
+        Ok(outcome == 2)
+    }
+
+    /// The partition went back (a failover to a replica that missed writes, a restore):
+    /// readers get `NotReady` until it has caught up again and is marked complete.
+    pub async fn mark_incomplete(
+        &self,
+        generation: &str,
+        partition: u32,
+    ) -> Result<(), StoreError> {
+        self.completion(generation, partition, 0, "incomplete", 0)
+            .await
+            .map(|_| ())
+    }
+
+    /// Switches readers and writers to `generation` if it still holds what was `applied`
+    /// to it (partition → next offset) and has applied at least as far as the live one on
+    /// every partition; marks it ready.
+    pub async fn activate(
+        &self,
+        generation: &str,
+        applied: &[(u32, u64)],
+    ) -> Result<Activation, StoreError> {
+        let switch = Script::new(include_str!("switch.lua"));
+        let mut script = switch.prepare_invoke();
+        script
             .arg(self.pointer_key())
             .arg(format!("{}:", self.base))
-            .arg(generation)
+            .arg(generation);
+        for (p, next) in applied {
+            script.arg(p).arg(next);
+        }
+        let (outcome, a, b): (u8, String, Option<u64>) = script
             .invoke_async(&mut self.con.clone())
             .await
             .map_err(unavailable)?;
+        let partition = a.parse().unwrap_or_default();
         Ok(match outcome {
             0 => Activation::Switched {
                 previous: Some(a).filter(|g| !g.is_empty()),
             },
-            _ => Activation::Behind {
-                partition: a.parse().unwrap_or_default(),
+            1 => Activation::Behind {
+                partition,
                 needed: b.unwrap_or_default(),
             },
+            _ => Activation::Lost { partition },
         })
     }
 

@@ -1,6 +1,6 @@
 //! Key names and the value encoding of each record kind.
 
-use tokend_domain::{Key, Record};
+use tokend_domain::{Key, Record, StoreError};
 
 /// The Redis key of a record, under a generation prefix `P:G:`.
 pub(crate) fn record_key(prefix: &str, key: &Key) -> String {
@@ -32,9 +32,27 @@ pub(crate) fn encode(record: &Record) -> String {
     json.unwrap_or_default()
 }
 
-/// The record stored under `key`; `None` when the value does not decode (written by a
-/// newer build): the caller treats it as absent.
-pub(crate) fn decode(key: &Key, value: &str) -> Option<Record> {
+/// The record stored under `key`. A value that does not decode (damaged, or written by a
+/// newer build) is an error, never "absent": absent would read as "not revoked".
+pub(crate) fn decode(key: &Key, value: &str) -> Result<Record, StoreError> {
+    parse(key, value).ok_or_else(|| {
+        StoreError::Unavailable(format!("a stored {} record does not decode", kind(key)))
+    })
+}
+
+fn kind(key: &Key) -> &'static str {
+    match key {
+        Key::Client(_) => "client",
+        Key::User(_) => "user",
+        Key::Family(_) => "family",
+        Key::Refresh(_) => "refresh token",
+        Key::Code(_) => "code",
+        Key::RevokedToken(_) => "revoked token",
+        Key::SubjectWatermark(_) | Key::ClientWatermark(_) => "watermark",
+    }
+}
+
+fn parse(key: &Key, value: &str) -> Option<Record> {
     Some(match key {
         Key::RevokedToken(_) => Record::RevokedToken(value.parse().ok()?),
         Key::SubjectWatermark(_) | Key::ClientWatermark(_) => {
@@ -68,9 +86,10 @@ mod tests {
             ),
         ];
         for (key, record) in cases {
-            assert_eq!(decode(&key, &encode(&record)), Some(record));
+            assert_eq!(decode(&key, &encode(&record)).unwrap(), record);
         }
-        assert_eq!(decode(&Key::Family("f".into()), "not json"), None);
+        assert!(decode(&Key::RevokedToken("j".into()), "garbled").is_err());
+        assert!(decode(&Key::Family("f".into()), "not json").is_err());
         assert_eq!(
             record_key("p:g:", &Key::ClientWatermark("c".into())),
             "p:g:wm:cli:c"

@@ -25,11 +25,10 @@ impl RedisStore {
                 pipe.cmd("MGET").arg(names);
             })
             .await?;
-        Ok(keys
-            .iter()
+        keys.iter()
             .zip(values.0)
-            .map(|(k, v)| v.and_then(|v| decode(k, &v)))
-            .collect())
+            .map(|(k, v)| v.map(|v| decode(k, &v)).transpose())
+            .collect()
     }
 
     async fn record(&self, key: Key) -> Result<Option<Record>, StoreError> {

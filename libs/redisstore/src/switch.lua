@@ -1,8 +1,14 @@
 -- Makes generation ARGV[3] the live one, if it has applied at least as far as the live one
 -- on every partition (so switching readers rolls nothing back), and marks it ready.
--- ARGV: 1 pointer key ("P:active"), 2 base prefix ("P:"), 3 the new generation.
--- Returns {0, previous generation or "", 0} switched; {1, partition, offset needed} not yet.
+-- ARGV: 1 pointer key ("P:active"), 2 base prefix ("P:"), 3 the new generation, then pairs
+-- partition, next offset: what the rebuild applied to it.
+-- Returns {0, previous generation or "", 0} switched; {1, partition, offset needed} not yet;
+-- {2, partition, 0} the new generation lost what was applied to it (Redis lost data).
 local new_prefix = ARGV[2] .. ARGV[3] .. ':'
+for i = 4, #ARGV, 2 do
+  local held = tonumber(redis.call('HGET', new_prefix .. 'offsets', ARGV[i]) or '0')
+  if held < tonumber(ARGV[i + 1]) then return {2, ARGV[i], 0} end
+end
 local old = redis.call('GET', ARGV[1])
 if old and old ~= ARGV[3] then
   local live = redis.call('HGETALL', ARGV[2] .. old .. ':offsets')

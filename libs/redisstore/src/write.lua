@@ -13,6 +13,12 @@ end
 local offsets = ARGV[3] .. 'offsets'
 local next = tonumber(redis.call('HGET', offsets, ARGV[4]) or '0')
 if next ~= tonumber(ARGV[5]) then return {1, next} end
+-- Records that later events of the log refer to (refresh tokens, codes, families) live at
+-- least a day past their writing, whatever their own expiry: a replay writes them long after
+-- they expired and must still find them when the rotation or redemption that follows them in
+-- the log is applied (else a replayed reuse would go undetected).
+local REPLAY_FLOOR = 86400
+local now = tonumber(redis.call('TIME')[1])
 local clients = ARGV[3] .. 'clients'
 local client_prefix = ARGV[3] .. 'client:'
 for i = 7, #ARGV, 3 do
@@ -21,6 +27,8 @@ for i = 7, #ARGV, 3 do
     redis.call('DEL', key)
   elseif at == '0' then
     redis.call('SET', key, value)
+  elseif string.sub(at, 1, 1) == '+' then
+    redis.call('SET', key, value, 'EXAT', math.max(tonumber(string.sub(at, 2)), now + REPLAY_FLOOR))
   else
     redis.call('SET', key, value, 'EXAT', at)
   end

@@ -88,10 +88,19 @@ pub async fn rebuild(
                 events += count;
                 bar.inc(count);
             }
-            match target.activate(&generation).await? {
+            let held: Vec<(u32, u64)> = applied
+                .iter()
+                .map(|(p, next)| (u32::try_from(*p).unwrap_or_default(), *next))
+                .collect();
+            match target.activate(&generation, &held).await? {
                 Activation::Switched { previous } => return Ok(previous),
+                Activation::Lost { partition } => bail!(
+                    "Redis lost the new generation's data during the rebuild (partition \
+                     {partition}); nothing was switched: run the rebuild again"
+                ),
                 Activation::Behind { partition, needed } => {
                     tracing::debug!(partition, needed, "Live projection moved on; catching up.");
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     ends = current_ends(config).await?;
                     bar.set_length(ends.values().sum());
                 }

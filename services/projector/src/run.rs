@@ -64,7 +64,10 @@ pub async fn run(
                     }
                 }
             },
-            _ = heal.tick() => check(&shared, &workers, partitions).await,
+            _ = heal.tick() => tokio::select! {
+                () = check(&shared, &workers, partitions) => {}
+                () = &mut shutdown => break,
+            },
             message = consumer.recv() => {
                 let message = match message {
                     Ok(m) => m.detach(),
@@ -87,45 +90,77 @@ pub async fn run(
     Ok(())
 }
 
-/// Heals and completes the projection for this member's partitions: where the projection is
-/// behind what a worker expects (Redis lost data, or a rebuild switched generations), or the
-/// worker does not know yet, seek there; once a partition has reached the end of the log,
-/// mark it complete (and the generation ready when all are). Needs no new record.
+/// Heals and completes the projection for this member's partitions. Needs no new record:
+/// - the projection went back on a partition (Redis lost data, a failover to a replica that
+///   missed writes, a restore): the partition is marked incomplete, so readers answer 503
+///   rather than from the older state, and its worker replays from where the projection is;
+/// - a worker that does not know where to start, or drops what arrives (a seek that did not
+///   take), is sought to the offset it needs;
+/// - a partition that has applied the log up to its end is marked complete (and the
+///   generation ready once all are).
 async fn check(shared: &Shared, workers: &HashMap<i32, Worker>, partitions: u32) {
     for (&p, worker) in workers {
         let partition = u32::try_from(p).unwrap_or_default();
         // What the worker expects first: the store's offset read afterwards can only be
         // lower than that if the projection lost what the worker had written.
         let expected = worker.expected();
-        let Ok(state) = shared.store.partition_state(partition).await else {
-            continue; // the store is away: the workers retry and log
+        let Ok(Some(state)) = shared.store.partition_state(partition).await else {
+            continue; // the store is away (the workers retry and log) or just switched
         };
-        if expected == UNKNOWN || state.next < expected {
-            if expected != UNKNOWN {
-                Metrics::inc(&shared.metrics.generation_resets);
-                tracing::warn!(
-                    partition = p,
-                    from = expected,
-                    to = state.next,
-                    "The projection is behind this projector (lost data or a new generation); replaying."
-                );
+        if expected != UNKNOWN && state.next < expected {
+            Metrics::inc(&shared.metrics.generation_resets);
+            tracing::warn!(
+                partition = p,
+                from = expected,
+                to = state.next,
+                "The projection went back on this partition (lost data or a rollback); readers wait while it replays."
+            );
+            if let Err(error) = shared
+                .store
+                .mark_incomplete(&state.generation, partition)
+                .await
+            {
+                tracing::warn!(%error, "Could not mark a partition incomplete.");
             }
             if seek(shared, p, state.next).await {
                 worker.expect(state.next);
             }
+            continue;
+        }
+        if expected == UNKNOWN {
+            if seek(shared, p, state.next).await {
+                worker.expect(state.next);
+            }
+        } else if worker.take_stalled() {
+            seek(shared, p, expected).await;
         }
         if !state.complete {
-            let high = high_watermark(shared, p).await;
-            if high.is_some_and(|h| state.next >= h) {
-                match shared.store.mark_complete(partition, partitions).await {
-                    Ok(true) => {
-                        tracing::debug!(partition = p, "Partition complete; projection ready.")
+            match high_watermark(shared, p).await {
+                Some(high) if state.next > high => tracing::error!(
+                    partition = p,
+                    projection = state.next,
+                    log_end = high,
+                    "The projection is past the end of the log: the topic was truncated or recreated. Rebuild the projection."
+                ),
+                Some(high) if state.next >= high => {
+                    match shared
+                        .store
+                        .mark_complete(&state.generation, partition, high, partitions)
+                        .await
+                    {
+                        Ok(true) => {
+                            tracing::debug!(partition = p, "Partition complete; projection ready.")
+                        }
+                        Ok(false) => tracing::info!(
+                            partition = p,
+                            "Partition complete; waiting for the others."
+                        ),
+                        Err(error) => {
+                            tracing::warn!(%error, "Could not mark a partition complete.")
+                        }
                     }
-                    Ok(false) => {
-                        tracing::info!(partition = p, "Partition complete; waiting for the others.")
-                    }
-                    Err(error) => tracing::warn!(%error, "Could not mark a partition complete."),
                 }
+                _ => {}
             }
         }
     }
@@ -161,9 +196,7 @@ async fn partition_count(consumer: &Arc<GroupConsumer>, topic: &str) -> anyhow::
 /// leave another; past that, a clear log line and the consumer is left to close in the
 /// background (librdkafka's close does not return while Kafka is gone).
 async fn stop(workers: HashMap<i32, Worker>, consumer: Arc<GroupConsumer>, shared: Shared) {
-    for (_, w) in workers {
-        w.finish(SHUTDOWN_STEP).await;
-    }
+    futures::future::join_all(workers.into_values().map(|w| w.finish(SHUTDOWN_STEP))).await;
     drop(shared);
     let closed = close_within(
         consumer,

@@ -38,6 +38,8 @@ pub(crate) struct Shared {
 pub(crate) struct Worker {
     pub tx: mpsc::Sender<OwnedMessage>,
     expected: Arc<AtomicU64>,
+    /// Records passed over because they came after the expected one, since the last check.
+    stalled: Arc<AtomicU64>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -46,11 +48,17 @@ impl Worker {
     pub fn start(partition: i32, shared: Shared) -> Self {
         let (tx, rx) = mpsc::channel(shared.max_batch * 2);
         let expected = Arc::new(AtomicU64::new(UNKNOWN));
+        let stalled = Arc::new(AtomicU64::new(0));
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(work(partition, shared, rx, expected.clone(), stopped));
+        let progress = Progress {
+            expected: expected.clone(),
+            stalled: stalled.clone(),
+        };
+        let task = tokio::spawn(work(partition, shared, rx, progress, stopped));
         Self {
             tx,
             expected,
+            stalled,
             stop,
             task,
         }
@@ -63,6 +71,12 @@ impl Worker {
     /// From now on the worker expects `next` (the caller seeks the consumer there).
     pub fn expect(&self, next: u64) {
         self.expected.store(next, Ordering::Relaxed);
+    }
+
+    /// Whether records past the expected one arrived since the last call (the seek that
+    /// should bring the expected one may not have taken).
+    pub fn take_stalled(&self) -> bool {
+        self.stalled.swap(0, Ordering::Relaxed) > 0
     }
 
     /// Stops after the batch in hand (a revoked partition): nothing waits for it.
@@ -100,13 +114,20 @@ pub(crate) async fn seek(shared: &Shared, partition: i32, next: u64) -> bool {
     }
 }
 
+/// What a worker shares with the loop's checks.
+struct Progress {
+    expected: Arc<AtomicU64>,
+    stalled: Arc<AtomicU64>,
+}
+
 async fn work(
     partition: i32,
     shared: Shared,
     mut rx: mpsc::Receiver<OwnedMessage>,
-    expected: Arc<AtomicU64>,
+    progress: Progress,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let Progress { expected, stalled } = progress;
     let p = u32::try_from(partition).unwrap_or_default();
     let mut held: Option<OwnedMessage> = None;
     loop {
@@ -120,7 +141,11 @@ async fn work(
         let offset = u64::try_from(message.offset()).unwrap_or_default();
         let want = expected.load(Ordering::Relaxed);
         if want != UNKNOWN && offset != want {
-            continue; // before: applied already; after: the seek to `want` is on its way
+            // Before: applied already. After: the seek to `want` is on its way.
+            if offset > want {
+                stalled.fetch_add(1, Ordering::Relaxed);
+            }
+            continue;
         }
         let mut batch = vec![message];
         while batch.len() < shared.max_batch {
@@ -143,7 +168,9 @@ async fn work(
             events.push(match decode(payload, position, &shared.metrics) {
                 Ok(event) => event,
                 Err(reason) => {
-                    dead_letter(&shared, m, &reason).await;
+                    if !dead_letter(&shared, m, &reason, &mut stopped.clone()).await {
+                        return;
+                    }
                     None
                 }
             });
@@ -175,13 +202,23 @@ async fn work(
                     "Projection is behind the consumer; seeking back."
                 );
                 expected.store(next, Ordering::Relaxed);
-                seek(&shared, partition, next).await;
+                if !seek(&shared, partition, next).await {
+                    // The loop's check seeks again and sets the offset then.
+                    expected.store(UNKNOWN, Ordering::Relaxed);
+                }
             }
         }
     }
 }
 
-async fn dead_letter(shared: &Shared, message: &OwnedMessage, reason: &str) {
+/// Sends an undecodable record to the dead-letter topic, retrying until it is taken (`true`)
+/// or the worker is stopped (`false`).
+async fn dead_letter(
+    shared: &Shared,
+    message: &OwnedMessage,
+    reason: &str,
+    stopped: &mut watch::Receiver<bool>,
+) -> bool {
     let partition = message.partition().to_string();
     let offset = message.offset().to_string();
     tracing::error!(
@@ -220,8 +257,12 @@ async fn dead_letter(shared: &Shared, message: &OwnedMessage, reason: &str) {
         .await
     {
         tracing::warn!(%error, "Dead-letter topic did not take the record; retrying.");
-        tokio::time::sleep(backoff).await;
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = stopped.wait_for(|s| *s) => return false,
+        }
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }
     Metrics::inc(&shared.metrics.dead_lettered);
+    true
 }

@@ -162,8 +162,17 @@ async fn apply_all(store: &RedisStore, events: &[Event], chunk: usize) -> Projec
             }
         );
     }
-    assert!(store.mark_complete(0, 1).await.unwrap());
+    assert!(complete(store).await);
     reference
+}
+
+/// Marks partition 0 (the only one) complete at where it is.
+async fn complete(store: &RedisStore) -> bool {
+    let state = store.partition_state(0).await.unwrap().unwrap();
+    store
+        .mark_complete(&state.generation, 0, state.next, 1)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -277,7 +286,7 @@ async fn redelivery_overlaps_and_gaps_change_nothing() {
         );
         next = to as u64;
     }
-    redelivered.mark_complete(0, 1).await.unwrap();
+    complete(&redelivered).await;
     assert_eq!(
         redelivered.digest().await.unwrap(),
         once.digest().await.unwrap()
@@ -366,7 +375,29 @@ async fn readers_fail_closed_until_the_projection_is_complete_again() {
         store.is_revoked(&revoked).await,
         Err(StoreError::NotReady)
     ));
-    assert!(store.mark_complete(0, 1).await.unwrap());
+    assert!(complete(&store).await);
+    assert!(store.is_revoked(&revoked).await.unwrap());
+
+    // Completion is refused for a generation that is no longer live, or short of the end.
+    assert!(!store.mark_complete(&first, 0, 0, 1).await.unwrap());
+    let state = store.partition_state(0).await.unwrap().unwrap();
+    store.mark_incomplete(&state.generation, 0).await.unwrap();
+    assert!(matches!(
+        store.is_revoked(&revoked).await,
+        Err(StoreError::NotReady)
+    ));
+    assert!(
+        !store
+            .mark_complete(&state.generation, 0, state.next + 1, 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .mark_complete(&state.generation, 0, state.next, 1)
+            .await
+            .unwrap()
+    );
     assert!(store.is_revoked(&revoked).await.unwrap());
 }
 
@@ -381,7 +412,7 @@ async fn a_rebuilt_generation_switches_only_once_it_has_caught_up() {
 
     let fresh = live.generation(&tokend_redis::new_generation_name());
     fresh.apply_records(0, 0, &refs[..6]).await.unwrap();
-    match live.activate(fresh_name(&fresh)).await.unwrap() {
+    match live.activate(fresh_name(&fresh), &[(0, 6)]).await.unwrap() {
         tokend_redis::Activation::Behind { partition, needed } => {
             assert_eq!((partition, needed), (0, 10))
         }
@@ -390,7 +421,7 @@ async fn a_rebuilt_generation_switches_only_once_it_has_caught_up() {
     fresh.apply_records(0, 6, &refs[6..12]).await.unwrap();
     // The live projector moves on meanwhile, and is still at 12 or behind: switch.
     live.apply_records(0, 10, &refs[10..11]).await.unwrap();
-    let switched = live.activate(fresh_name(&fresh)).await.unwrap();
+    let switched = live.activate(fresh_name(&fresh), &[(0, 12)]).await.unwrap();
     assert_eq!(
         switched,
         tokend_redis::Activation::Switched {
@@ -411,6 +442,67 @@ async fn a_rebuilt_generation_switches_only_once_it_has_caught_up() {
     );
     live.delete_generation(&old).await.unwrap();
     assert_eq!(live.next_offset(0).await.unwrap(), refs.len() as u64);
+}
+
+#[tokio::test]
+async fn a_rebuilt_generation_that_lost_its_data_is_never_switched_to() {
+    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    let live = store().await;
+    let events = script();
+    let refs: Vec<Option<&Event>> = events.iter().map(Some).collect();
+    apply_all(&live, &events[..3], 3).await;
+    let fresh = live.generation(&tokend_redis::new_generation_name());
+    fresh.apply_records(0, 0, &refs[..5]).await.unwrap();
+    fresh.delete_generation(fresh_name(&fresh)).await.unwrap(); // Redis lost it meanwhile
+    assert_eq!(
+        live.activate(fresh_name(&fresh), &[(0, 5)]).await.unwrap(),
+        tokend_redis::Activation::Lost { partition: 0 }
+    );
+    assert_eq!(
+        live.next_offset(0).await.unwrap(),
+        3,
+        "readers stay on the live one"
+    );
+}
+
+/// A replay applies records long after they expired. A refresh token's record must still be
+/// there when its rotations (later in the log, maybe in a later batch) are applied, or a
+/// replayed reuse would go undetected and the family would come back to life.
+#[tokio::test]
+async fn a_replay_of_long_expired_records_still_detects_reuse() {
+    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    let store = store().await;
+    let old = |jti: &str, refresh: &str, from: Option<&str>| {
+        let Event::TokenIssued(mut e) = issued(jti, "alice", "fold", Some(refresh), from) else {
+            unreachable!()
+        };
+        (e.exp, e.refresh.as_mut().unwrap().exp) = (2_000, 3_000); // expired in 1970
+        Event::TokenIssued(e)
+    };
+    let events = [
+        old("o1", "ro1", None),
+        old("o2", "ro2", Some("ro1")),
+        old("o3", "ro3", Some("ro1")), // a second rotation of ro1: reuse
+    ];
+    let refs: Vec<Option<&Event>> = events.iter().map(Some).collect();
+    for (i, batch) in refs.chunks(1).enumerate() {
+        store.apply_records(0, i as u64, batch).await.unwrap();
+    }
+    complete(&store).await;
+    let mut reference = Projection::default();
+    reference.apply_batch(0, 0, &refs);
+    let q = RevocationQuery {
+        jti: "o2".into(),
+        family_id: "fold".into(),
+        sub: "alice".into(),
+        client_id: "app".into(),
+        auth_time_ms: 1_000_000,
+    };
+    assert!(reference.is_revoked(&q));
+    assert!(
+        store.is_revoked(&q).await.unwrap(),
+        "the replayed reuse revoked the family"
+    );
 }
 
 fn fresh_name(store: &RedisStore) -> &str {
@@ -444,7 +536,7 @@ async fn revoking_a_client_with_many_tokens_writes_one_key() {
     );
     let (_, written) = store.apply_records(0, 2000, &refs[2000..]).await.unwrap();
     assert_eq!(written, 1, "the client-wide revocation is one watermark");
-    store.mark_complete(0, 1).await.unwrap();
+    complete(&store).await;
     for i in [0, 999, 1999] {
         let q = RevocationQuery {
             jti: format!("a{i}"),
