@@ -50,7 +50,9 @@ impl RedisStore {
         touched.sort_unstable();
         touched.dedup();
         let end = first + events.len() as u64;
-        for _ in 0..MAX_ATTEMPTS {
+        let mut attempts = 0;
+        while attempts < MAX_ATTEMPTS {
+            attempts += 1;
             let generation = self.writer_generation().await?;
             let prefix = self.prefix_of(&generation);
             let Some((next, mut state)) = self.load(&generation, partition, &touched).await? else {
@@ -104,6 +106,12 @@ impl RedisStore {
                     ));
                 }
                 2 => self.saw_generation(None),
+                3 => {
+                    // A rebuild is switching generations (a fence of at most FENCE_MS):
+                    // wait for the switch, then the write goes to the new generation.
+                    attempts -= 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
                 _ => {} // another writer moved the partition: read again
             }
         }

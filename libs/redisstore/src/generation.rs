@@ -64,6 +64,10 @@ redis.call('HDEL', prefix .. 'complete', ARGV[3])
 redis.call('DEL', prefix .. 'ready')
 return 1";
 
+/// The longest a rebuild may pause writes to the live generation before switching; if the
+/// rebuild dies meanwhile, writes resume by themselves after this.
+pub const FENCE_MS: u64 = 10_000;
+
 /// A fresh generation name.
 pub fn new_generation_name() -> String {
     format!("g{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
@@ -196,6 +200,20 @@ impl RedisStore {
         self.completion(generation, partition, 0, "incomplete", 0)
             .await
             .map(|_| ())
+    }
+
+    /// Pauses writes to the live generation `live` for at most `FENCE_MS` (the time a
+    /// rebuild needs to catch up with offsets that no longer move, then switch; the switch
+    /// lifts it). Writers wait meanwhile; readers are not affected.
+    pub async fn fence(&self, live: &str) -> Result<(), StoreError> {
+        redis::cmd("SET")
+            .arg(format!("{}:fence", self.pointer_key()))
+            .arg(live)
+            .arg("PX")
+            .arg(FENCE_MS)
+            .query_async::<()>(&mut self.con.clone())
+            .await
+            .map_err(unavailable)
     }
 
     /// Switches readers and writers to `generation` if it still holds what was `applied`

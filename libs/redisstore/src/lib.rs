@@ -51,7 +51,7 @@ mod revocation;
 mod settings;
 mod store;
 
-pub use generation::{Activation, PartitionState, new_generation_name};
+pub use generation::{Activation, FENCE_MS, PartitionState, new_generation_name};
 pub use revocation::RedisRevocation;
 pub use settings::RedisSettings;
 pub use store::RedisStore;

@@ -21,4 +21,5 @@ local offsets = redis.call('HKEYS', new_prefix .. 'offsets')
 for _, p in ipairs(offsets) do redis.call('HSET', new_prefix .. 'complete', p, '1') end
 redis.call('SET', new_prefix .. 'ready', '1')
 redis.call('SET', ARGV[1], ARGV[3])
+redis.call('DEL', ARGV[1] .. ':fence')
 return {0, old or '', 0}

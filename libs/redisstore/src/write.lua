@@ -5,10 +5,12 @@
 -- offset, 6 new next offset, then groups of 3: key, value ("" = delete), expire-at seconds
 -- ("0" = never).
 -- Returns {0, next} written; {1, next} the partition is elsewhere (re-read); {2, 0} the
--- live generation changed (re-resolve).
+-- live generation changed (re-resolve); {3, 0} the live generation is fenced for a moment
+-- while a rebuild switches (wait and retry).
 local expected_generation = ARGV[2]
-if expected_generation ~= '' and redis.call('GET', ARGV[1]) ~= expected_generation then
-  return {2, 0}
+if expected_generation ~= '' then
+  if redis.call('GET', ARGV[1]) ~= expected_generation then return {2, 0} end
+  if redis.call('GET', ARGV[1] .. ':fence') == expected_generation then return {3, 0} end
 end
 local offsets = ARGV[3] .. 'offsets'
 local next = tonumber(redis.call('HGET', offsets, ARGV[4]) or '0')

@@ -1,8 +1,10 @@
 //! `rebuild`: replay the whole log into a fresh generation of the projection, catch up with
 //! the live end (live projectors keep applying meanwhile), and switch readers only when the
 //! new generation has applied at least as far as the live one on every partition, in one
-//! atomic step, so nothing applied meanwhile is rolled back. Live projectors follow by
-//! themselves: their next write finds the new generation.
+//! atomic step, so nothing applied meanwhile is rolled back. When the live projectors stay
+//! ahead, their writes are paused (a fence of at most `FENCE_MS`, lifted by the switch) for
+//! the last catch-up. Live projectors follow by themselves: their next write finds the new
+//! generation.
 
 use std::collections::HashMap;
 
@@ -13,7 +15,7 @@ use tokend_domain::{Applied, LogPosition};
 use tokend_events::Event;
 use tokend_kafka::rdkafka::message::{Message, OwnedMessage};
 use tokend_kafka::{end_offsets, replay_consumer};
-use tokend_redis::{Activation, RedisStore, new_generation_name};
+use tokend_redis::{Activation, FENCE_MS, RedisStore, new_generation_name};
 
 use crate::batch::{apply_with_retry, decode};
 use crate::{Config, Metrics};
@@ -75,6 +77,7 @@ pub async fn rebuild(
     let metrics = Metrics::default();
     let mut applied: HashMap<i32, u64> = partitions.iter().map(|p| (*p, 0)).collect();
     let mut events = 0u64;
+    let mut fenced_at = None;
     let outcome = async {
         loop {
             while applied.iter().any(|(p, next)| *next < ends[p]) {
@@ -100,6 +103,18 @@ pub async fn rebuild(
                 ),
                 Activation::Behind { partition, needed } => {
                     tracing::debug!(partition, needed, "Live projection moved on; catching up.");
+                    // Under steady traffic the live projectors are always a little ahead:
+                    // pause their writes (briefly, bounded by FENCE_MS) so the last catch-up
+                    // meets offsets that no longer move; the switch lifts the pause.
+                    let stale = fenced_at.is_none_or(|at: std::time::Instant| {
+                        at.elapsed() > std::time::Duration::from_millis(FENCE_MS / 2)
+                    });
+                    if stale && let Some(live) = store.active_generation().await? {
+                        store.fence(&live).await?;
+                        #[allow(clippy::disallowed_methods)] // a timeout, not domain time
+                        let now = std::time::Instant::now();
+                        fenced_at = Some(now);
+                    }
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     ends = current_ends(config).await?;
                     bar.set_length(ends.values().sum());

@@ -505,6 +505,52 @@ async fn a_replay_of_long_expired_records_still_detects_reuse() {
     );
 }
 
+#[tokio::test]
+async fn a_fence_pauses_live_writes_until_the_switch_then_they_land_in_the_new_generation() {
+    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    let live = store().await;
+    let events = script();
+    apply_all(&live, &events[..3], 3).await;
+    let old = live.active_generation().await.unwrap().unwrap();
+    let fresh = live.generation(&tokend_redis::new_generation_name());
+    let refs: Vec<Option<&Event>> = events.iter().map(Some).collect();
+    fresh.apply_records(0, 0, &refs[..3]).await.unwrap();
+
+    live.fence(&old).await.unwrap();
+    let writer = tokio::spawn({
+        let (live, later) = (live.clone(), events[3..5].to_vec());
+        async move {
+            let refs: Vec<Option<&Event>> = later.iter().map(Some).collect();
+            live.apply_records(0, 3, &refs).await.unwrap().0
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        !writer.is_finished(),
+        "a live write waits while the generation is fenced"
+    );
+    assert_eq!(live.next_offset(0).await.unwrap(), 3);
+    let switched = live.activate(fresh_name(&fresh), &[(0, 3)]).await.unwrap();
+    assert_eq!(
+        switched,
+        tokend_redis::Activation::Switched {
+            previous: Some(old)
+        }
+    );
+    assert_eq!(
+        writer.await.unwrap(),
+        Applied::Done {
+            next: 5,
+            duplicates: 0
+        }
+    );
+    assert_eq!(
+        fresh.next_offset(0).await.unwrap(),
+        5,
+        "it landed in the new generation"
+    );
+}
+
 fn fresh_name(store: &RedisStore) -> &str {
     store.pinned_generation().unwrap_or_default()
 }

@@ -177,10 +177,17 @@ async fn rebuild_under_live_revocations_rolls_nothing_back() {
             revoked
         }
     });
+    // Steady traffic besides, so the live projector keeps moving while the rebuild
+    // catches up (the last catch-up runs behind a brief fence).
+    let traffic = tokio::spawn({
+        let c = c.clone();
+        async move { stream(&c, 2, 15).await }
+    });
     let store = c.store().await;
     let report = tokend_projector::rebuild(&projector_config(&c), &store, false)
         .await
         .unwrap();
+    traffic.await.unwrap();
     // Every revocation that answered (strict: applied to the live generation) is in force
     // in the generation readers were switched to.
     let revoked = revoker.await.unwrap();
