@@ -298,3 +298,20 @@ pub async fn caught_up(c: &Cluster, store: &RedisStore) {
     })
     .await;
 }
+
+/// Waits until the live projection has applied the whole log, replays the same log into an
+/// empty prefix with `rebuild`, and returns both digests (live, clean) and the report.
+pub async fn live_and_clean_digests(
+    c: &Cluster,
+) -> (String, String, tokend_projector::RebuildReport) {
+    let store = c.store().await;
+    caught_up(c, &store).await;
+    let live = store.digest().await.unwrap();
+    let mut clean_config = projector_config(c);
+    clean_config.redis.key_prefix = unique("clean");
+    let clean = RedisStore::connect_with(&clean_config.redis).await.unwrap();
+    let report = tokend_projector::rebuild(&clean_config, &clean, false)
+        .await
+        .unwrap();
+    (live, clean.digest().await.unwrap(), report)
+}

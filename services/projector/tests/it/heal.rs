@@ -6,11 +6,10 @@ use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokend_redis::RedisStore;
-use tokend_testkit::{Kafka, Redis, docker, free_port, kafka, redis, unique};
+use tokend_testkit::{Kafka, Redis, docker, free_port, kafka, redis};
 
 use crate::LIMIT_SECS;
-use crate::cluster::{Cluster, caught_up, projector_config, run_projector};
+use crate::cluster::{Cluster, live_and_clean_digests, projector_config, run_projector};
 use crate::replay::stream;
 
 /// Revokes `token` on node `i` and returns once no node can accept it (strict mode).
@@ -134,22 +133,8 @@ async fn three_projectors_one_killed_under_load_converge_to_a_clean_replay() {
     let received = load.await.unwrap();
     assert!(received.len() >= 4 * 30 * 2);
 
-    let store = c.store().await;
-    caught_up(&c, &store).await;
-    let live = store.digest().await.unwrap();
-    let mut clean_config = projector_config(&c);
-    clean_config.redis.key_prefix = unique("clean");
-    let clean = RedisStore::connect(&r.url, &clean_config.redis.key_prefix)
-        .await
-        .unwrap();
-    tokend_projector::rebuild(&clean_config, &clean, false)
-        .await
-        .unwrap();
-    assert_eq!(
-        clean.digest().await.unwrap(),
-        live,
-        "survivors == clean replay"
-    );
+    let (live, clean, _) = live_and_clean_digests(&c).await;
+    assert_eq!(clean, live, "survivors == clean replay");
     for p in &mut projectors[1..] {
         p.kill().unwrap();
         p.wait().unwrap();
