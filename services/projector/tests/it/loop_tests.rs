@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokend_testkit::{kafka, redis};
 
-use crate::cluster::{Cluster, eventually};
+use crate::cluster::{Cluster, caught_up, eventually};
 
 async fn cluster(nodes: usize) -> (Cluster, tokio::task::JoinHandle<()>) {
     let (k, r) = (kafka().await, redis().await);
@@ -123,6 +123,66 @@ async fn strict_revocation_is_rejected_everywhere_when_it_answers() {
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("invalid_request"))
+    );
+}
+
+/// Client-wide revocation is one watermark, exact to the millisecond, whatever the number of
+/// tokens and wherever their families sit: every token issued before it is rejected on every
+/// node at once, no family minted before it can refresh, and a grant begun after it works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_revoke_covers_every_token_on_every_partition_and_stops_refresh() {
+    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    let (c, _p) = cluster(2).await;
+    let c = std::sync::Arc::new(c);
+    let issued = futures::future::join_all((0..200).map(|i| {
+        let c = c.clone();
+        async move { c.client_credentials(i % 2).await }
+    }))
+    .await;
+    let sessions: Vec<serde_json::Value> = futures::future::join_all((0..10).map(|i| {
+        let c = c.clone();
+        async move { c.password_grant(i % 2).await }
+    }))
+    .await;
+    // No pause: the revocation lands in the same second as the last issues.
+    let path = format!("/admin/clients/{}/revoke-tokens", c.client_id);
+    assert_eq!(c.admin(1, &path).await, 204);
+    let store = c.store().await;
+    caught_up(&c, &store).await;
+    let access: Vec<String> = sessions
+        .iter()
+        .map(|s| s["access_token"].as_str().unwrap().to_owned())
+        .chain(issued)
+        .collect();
+    for node in 0..2 {
+        for t in &access {
+            assert_eq!(
+                c.data(node, t).await,
+                401,
+                "issued before the client revocation"
+            );
+        }
+    }
+    for s in &sessions {
+        let rt = s["refresh_token"].as_str().unwrap();
+        let (status, body) = c
+            .form(
+                1,
+                "/oauth/token",
+                &[("grant_type", "refresh_token"), ("refresh_token", rt)],
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{body}"
+        );
+    }
+    let after = c.client_credentials(0).await;
+    assert_eq!(
+        c.data(1, &after).await,
+        200,
+        "a grant begun after the revocation"
     );
 }
 
