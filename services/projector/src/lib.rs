@@ -1,15 +1,18 @@
 //! The projector: Kafka event log → Redis projection.
 //!
-//! [`run`] is one member of the consumer group: it applies each record to the store (an
-//! atomic, offset-checked script), then stores the record's offset for commit, so a crash at
-//! any point redelivers and never loses. The store's per-partition offsets are the authority:
-//! a redelivered record is a no-op, and a record past the store's next offset (the projection
-//! was wiped, or `rebuild` switched readers to a new generation) makes the projector seek the
-//! partition back to where the store is. Unknown event types and versions are passed over with
-//! a warning and a metric; records that do not decode go to the dead-letter topic.
+//! [`run`] is one member of the consumer group. A worker per assigned partition applies
+//! records in batches (each one read of the records it touches, the domain's projection code,
+//! one offset-checked write), then stores the consumer offset, so a crash at any point
+//! redelivers and never loses. The store's per-partition offsets are the authority: records
+//! already applied are passed over, and a batch past the store's offset makes the worker seek
+//! back to it. A check every `heal_interval_ms` heals the projection without waiting for a
+//! record (Redis lost data, a rollback, a new generation) and marks partitions complete, which
+//! makes the projection ready for readers. Shutdown is bounded even with Kafka gone. Unknown
+//! event types and versions are passed over with a warning and a metric; records that do not
+//! decode go to the dead-letter topic.
 //!
-//! [`rebuild`] replays the whole log into a fresh generation of the projection and switches
-//! readers to it atomically.
+//! [`rebuild`] replays the whole log into a fresh generation, catches up with the live one and
+//! switches readers to it atomically, rolling nothing back.
 
 mod batch;
 pub mod config;
