@@ -29,7 +29,6 @@ pub async fn metadata(State(s): State<AppState>) -> Json<serde_json::Value> {
         "token_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_methods_supported": auth_methods,
         "introspection_endpoint_auth_methods_supported": confidential,
-        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
     }))
 }
 

@@ -190,6 +190,19 @@ async fn metadata_and_jwks() {
             .unwrap()
             .contains(&"password".into())
     );
+    // Only client authentication that exists is advertised: secrets, no signed JWTs
+    // (RFC 8414 2: the signing algorithms go with private_key_jwt / client_secret_jwt).
+    assert!(
+        m.json
+            .get("token_endpoint_auth_signing_alg_values_supported")
+            .is_none()
+    );
+    for method in m.json["token_endpoint_auth_methods_supported"]
+        .as_array()
+        .unwrap()
+    {
+        assert!(!method.as_str().unwrap().ends_with("_jwt"), "{method}");
+    }
 
     let j = n.get("/.well-known/jwks.json", None).await;
     assert_eq!(j.header(header::CACHE_CONTROL), "public, max-age=300");
