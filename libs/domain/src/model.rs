@@ -60,6 +60,9 @@ pub struct RefreshRecord {
     pub auth_time_ms: i64,
     /// The `jti` of the issue that consumed this token, once rotated.
     pub used_by: Option<String>,
+    /// When it was first rotated (seconds; the rotation's `iat`).
+    #[serde(default)]
+    pub used_at: i64,
 }
 
 /// What presenting a refresh token means now.
@@ -147,6 +150,9 @@ pub struct CodeRecord {
     pub auth_time_ms: i64,
     /// The `jti` of the issue that redeemed it.
     pub redeemed_by: Option<String>,
+    /// When it was first redeemed (seconds; the redemption's `iat`).
+    #[serde(default)]
+    pub redeemed_at: i64,
 }
 
 /// What presenting an authorization code means now.

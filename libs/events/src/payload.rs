@@ -158,6 +158,15 @@ pub struct TokenIssued {
     /// Digest of the authorization code this issue redeemed (authorization code grant).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_code: Option<String>,
+    /// Seconds after the first use of `rotated_from` (or `from_code`) within which another
+    /// use is a lost race or a retry rather than theft (the appending node's
+    /// `tokens.refresh_reuse_grace_secs`; 0: none).
+    #[serde(default)]
+    pub reuse_grace_secs: i64,
+    /// The node saw `rotated_from` already used, within the grace: the client is retrying a
+    /// rotation whose answer it never received, and gets a sibling.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry: bool,
 }
 
 /// The refresh token that came with an issue; only its SHA-256 digest is stored.

@@ -114,6 +114,7 @@ impl TokenService {
                     auth_time_ms: self.clock.now_ms(),
                     rotated_from: None,
                     from_code: None,
+                    retry: false,
                     with_refresh: false,
                 })
                 .await
@@ -188,6 +189,7 @@ impl TokenService {
             auth_time_ms: self.clock.now_ms(),
             rotated_from: None,
             from_code: None,
+            retry: false,
             with_refresh: client.allows_grant("refresh_token"),
         })
         .await
@@ -244,6 +246,7 @@ impl TokenService {
             auth_time_ms: record.auth_time_ms,
             rotated_from: None,
             from_code: Some(digest),
+            retry: false,
             with_refresh: client.allows_grant("refresh_token"),
         })
         .await
@@ -276,12 +279,17 @@ impl TokenService {
     ) -> Result<TokenResponse> {
         let digest = secrets::refresh_digest(refresh_token.expose());
         let invalid = || OAuthError::InvalidGrant("the refresh token is invalid".into());
-        let record = match self
-            .store
-            .refresh_status(&digest, self.clock.now_secs())
-            .await?
-        {
-            RefreshStatus::Valid(r) if r.client_id == client.client_id => r,
+        let now = self.clock.now_secs();
+        let (record, retry) = match self.store.refresh_status(&digest, now).await? {
+            RefreshStatus::Valid(r) if r.client_id == client.client_id => (r, false),
+            // Presented again soon after its rotation: a client retrying an answer it never
+            // got (a 503 after the log had taken the rotation). Rotate it again.
+            RefreshStatus::Used(r)
+                if r.client_id == client.client_id
+                    && now - r.used_at < self.settings.refresh_reuse_grace_secs =>
+            {
+                (r, true)
+            }
             RefreshStatus::Used(r) if r.client_id == client.client_id => {
                 let reason = FamilyRevokeReason::RefreshTokenReuse;
                 self.revoke_replayed(r.family_id, r.sub, reason).await?;
@@ -308,6 +316,7 @@ impl TokenService {
             auth_time_ms: record.auth_time_ms,
             rotated_from: Some(digest),
             from_code: None,
+            retry,
             with_refresh: true,
         })
         .await

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tokend_domain::model::Client;
+use tokend_domain::model::{Client, CodeStatus, RefreshStatus, RevocationQuery};
 use tokend_domain::{Clock, EventLog, LogPosition, StateStore};
 use tokend_events::{Envelope, Event, RefreshIssued, TokenIssued};
 use tokend_jwt::{AccessClaims, SharedKeyring};
@@ -30,6 +30,9 @@ pub struct Settings {
     pub applied_timeout: std::time::Duration,
     /// Lifetime of an authorization code.
     pub code_ttl_secs: i64,
+    /// Seconds after a refresh token's rotation within which presenting it again is a retry
+    /// (rotated again) or a lost race, not theft; 0: every second use revokes the grant.
+    pub refresh_reuse_grace_secs: i64,
 }
 
 pub struct TokenService {
@@ -60,6 +63,8 @@ pub(crate) struct Issue<'a> {
     pub auth_time_ms: i64,
     pub rotated_from: Option<String>,
     pub from_code: Option<String>,
+    /// A retry of a rotation whose answer the client never received (see `TokenIssued`).
+    pub retry: bool,
     pub with_refresh: bool,
 }
 
@@ -131,6 +136,16 @@ impl TokenService {
             exp,
             ..
         } = claims;
+        let contested = issue.rotated_from.is_some() || issue.from_code.is_some();
+        let from_code = issue.from_code.clone();
+        let refresh_digest = refresh.as_ref().map(|r| r.digest.clone());
+        let query = RevocationQuery {
+            jti: jti.clone(),
+            family_id: sid.clone(),
+            sub: sub.clone(),
+            client_id: client_id.clone(),
+            auth_time_ms,
+        };
         let position = self
             .append(TokenIssued {
                 jti,
@@ -145,9 +160,24 @@ impl TokenService {
                 refresh,
                 rotated_from: issue.rotated_from,
                 from_code: issue.from_code,
+                reuse_grace_secs: self.settings.refresh_reuse_grace_secs,
+                retry: issue.retry,
             })
             .await?;
-        if refresh_token.is_some() {
+        if contested {
+            // The log decides between concurrent uses of one refresh token or code: answer
+            // only once the projection has judged this issue, and hand out only a winner.
+            self.await_consistency(position, Some(Consistency::Applied))
+                .await?;
+            if !self
+                .won(&query, refresh_digest.as_deref(), from_code.as_deref())
+                .await?
+            {
+                return Err(OAuthError::InvalidGrant(
+                    "the grant was already used".into(),
+                ));
+            }
+        } else if refresh_token.is_some() {
             // Read-your-writes for refresh tokens: the client may redeem it on any node at
             // once. On timeout the tokens are still good (the log has them): hand them out.
             let _ = self
@@ -160,6 +190,31 @@ impl TokenService {
             expires_in: self.settings.access_ttl_secs,
             refresh_token,
             scope,
+        })
+    }
+
+    /// Whether a contested issue (a rotation, a code redemption) won, once applied: its
+    /// refresh token is valid, or (no refresh token) the code names it as its redeemer and
+    /// its grant is not revoked.
+    async fn won(
+        &self,
+        query: &RevocationQuery,
+        refresh_digest: Option<&str>,
+        from_code: Option<&str>,
+    ) -> Result<bool> {
+        let now = self.clock.now_secs();
+        if let Some(digest) = refresh_digest {
+            let status = self.store.refresh_status(digest, now).await?;
+            return Ok(matches!(status, RefreshStatus::Valid(_)));
+        }
+        let Some(code) = from_code else {
+            return Ok(true);
+        };
+        Ok(match self.store.code_status(code, now).await? {
+            CodeStatus::Redeemed(c) if c.redeemed_by.as_deref() == Some(query.jti.as_str()) => {
+                !self.store.is_revoked(query).await?
+            }
+            _ => false,
         })
     }
 

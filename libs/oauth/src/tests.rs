@@ -80,6 +80,7 @@ impl Harness {
                 revocation_consistency: Consistency::Applied,
                 applied_timeout: std::time::Duration::from_secs(1),
                 code_ttl_secs: 60,
+                refresh_reuse_grace_secs: 10,
             },
         );
         let reg = svc
@@ -226,6 +227,7 @@ async fn refresh_rotates_and_reuse_revokes_the_whole_family() {
     assert_ne!(r1, r2);
     assert!(h.active(&second.access_token).await);
 
+    h.clock.advance_secs(10); // the grace (10 s) is over: a second use is theft
     let reuse = h.refresh(&r1).await;
     assert!(matches!(reuse, Err(OAuthError::InvalidGrant(_))));
     assert!(!h.active(&first.access_token).await);

@@ -48,6 +48,8 @@ fn events(n: usize) -> Vec<Event> {
                 }),
                 rotated_from: rotated,
                 from_code: None,
+                reuse_grace_secs: 0,
+                retry: false,
             })
         };
         let e = if i % 1000 == 999 {

@@ -87,6 +87,10 @@ pub struct Tokens {
     pub code_ttl_secs: i64,
     /// Lifetime of a browser login session on the authorization pages.
     pub session_ttl_secs: i64,
+    /// Seconds after a refresh token's rotation within which presenting it again is not
+    /// theft: a retry (it is rotated again) or a lost race (`invalid_grant`, the grant lives
+    /// on). 0: every second use revokes the grant.
+    pub refresh_reuse_grace_secs: i64,
 }
 
 impl Default for Tokens {
@@ -100,6 +104,7 @@ impl Default for Tokens {
             resource_audience: "api".into(),
             code_ttl_secs: 60,
             session_ttl_secs: 8 * 3600,
+            refresh_reuse_grace_secs: 10,
         }
     }
 }
@@ -195,6 +200,7 @@ impl Config {
             || t.code_ttl_secs <= 0
             || t.session_ttl_secs <= 0
             || t.leeway_secs < 0
+            || t.refresh_reuse_grace_secs < 0
         {
             bail!("token lifetimes must be positive and the leeway not negative");
         }

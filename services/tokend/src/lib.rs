@@ -58,6 +58,7 @@ impl Node {
             revocation_consistency: config.revocation.consistency,
             applied_timeout: std::time::Duration::from_millis(config.revocation.applied_timeout_ms),
             code_ttl_secs: config.tokens.code_ttl_secs,
+            refresh_reuse_grace_secs: config.tokens.refresh_reuse_grace_secs,
         };
         let service = Arc::new(TokenService::new(
             backends.log,

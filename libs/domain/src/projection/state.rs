@@ -270,6 +270,7 @@ impl State {
                     family_id: e.family_id.clone(),
                     auth_time_ms: e.auth_time_ms,
                     redeemed_by: None,
+                    redeemed_at: 0,
                 };
                 self.put(
                     Key::Code(e.code_digest.clone()),
@@ -292,7 +293,28 @@ impl State {
             .until
             .max(e.exp)
             .max(e.refresh.as_ref().map_or(0, |r| r.exp));
-        if let Some(r) = &e.refresh {
+        // Two nodes may both accept the same refresh token (or code) before either event is
+        // applied: the log decides. The first use wins. Another use within the grace is a
+        // lost race (its tokens never left the node: nothing of it is recorded) or, marked
+        // `retry`, a client retrying an answer it never got (recorded: a sibling). Later than
+        // the grace it is theft, and the family dies.
+        let mut outcome = Use::First;
+        if let Some(parent) = &e.rotated_from {
+            self.update(Key::Refresh(parent.clone()), |r| {
+                if let Record::Refresh(r) = r {
+                    outcome = outcome.max(use_of(&mut r.used_by, &mut r.used_at, e));
+                }
+            });
+        }
+        if let Some(code) = &e.from_code {
+            self.update(Key::Code(code.clone()), |r| {
+                if let Record::Code(c) = r {
+                    outcome = outcome.max(use_of(&mut c.redeemed_by, &mut c.redeemed_at, e));
+                }
+            });
+        }
+        family.revoked |= outcome == Use::Theft;
+        if let Some(r) = e.refresh.as_ref().filter(|_| outcome != Use::LostRace) {
             let record = RefreshRecord {
                 family_id: e.family_id.clone(),
                 sub: e.sub.clone(),
@@ -303,42 +325,44 @@ impl State {
                 exp: r.exp,
                 auth_time_ms: e.auth_time_ms,
                 used_by: None,
+                used_at: 0,
             };
             self.put(
                 Key::Refresh(r.digest.clone()),
                 Record::Refresh(Box::new(record)),
             );
         }
-        // Two nodes may both accept the same refresh token (or code) before either event is
-        // applied: the log decides. The first use wins; a second one is a replay, and the
-        // family dies.
-        let mut reuse = false;
-        if let Some(parent) = &e.rotated_from {
-            self.update(Key::Refresh(parent.clone()), |r| {
-                if let Record::Refresh(r) = r {
-                    reuse |= replayed(&mut r.used_by, &e.jti);
-                }
-            });
-        }
-        if let Some(code) = &e.from_code {
-            self.update(Key::Code(code.clone()), |r| {
-                if let Record::Code(c) = r {
-                    reuse |= replayed(&mut c.redeemed_by, &e.jti);
-                }
-            });
-        }
-        family.revoked |= reuse;
         self.put(family_key, Record::Family(family));
     }
 }
 
-/// Records the first use (by `jti`); `true` when another `jti` used it first.
-fn replayed(used_by: &mut Option<String>, jti: &str) -> bool {
+/// What one use of a single-use credential (a refresh token, a code) is, in log order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Use {
+    /// The first use (or a retry the grace allows).
+    First,
+    /// A second use within the grace, not a retry: it lost a race.
+    LostRace,
+    /// A second use after the grace.
+    Theft,
+}
+
+/// Records the first use (`jti`, at `iat`) of a credential and judges any other.
+fn use_of(used_by: &mut Option<String>, used_at: &mut i64, e: &TokenIssued) -> Use {
     match used_by {
         None => {
-            *used_by = Some(jti.to_owned());
-            false
+            *used_by = Some(e.jti.clone());
+            *used_at = e.iat;
+            Use::First
         }
-        Some(first) => first != jti,
+        Some(first) if *first == e.jti => Use::First,
+        Some(_) if e.iat - *used_at < e.reuse_grace_secs => {
+            if e.retry {
+                Use::First
+            } else {
+                Use::LostRace
+            }
+        }
+        Some(_) => Use::Theft,
     }
 }

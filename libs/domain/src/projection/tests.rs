@@ -30,6 +30,8 @@ fn issued(jti: &str, family: &str, refresh: Option<&str>, rotated_from: Option<&
         }),
         rotated_from: rotated_from.map(Into::into),
         from_code: None,
+        reuse_grace_secs: 0,
+        retry: false,
     })
 }
 
@@ -413,4 +415,62 @@ fn codes_redeem_once_and_a_replay_revokes_the_first_tokens() {
     let mut pruned = q.clone();
     pruned.prune(1061);
     assert_eq!(pruned.code_status("k2", 0), CodeStatus::Unknown);
+}
+
+fn rotation(jti: &str, refresh: &str, parent: &str, iat: i64, grace: i64, retry: bool) -> Event {
+    let Event::TokenIssued(mut e) = issued(jti, "f1", Some(refresh), Some(parent)) else {
+        unreachable!()
+    };
+    (e.iat, e.reuse_grace_secs, e.retry) = (iat, grace, retry);
+    Event::TokenIssued(e)
+}
+
+#[test]
+fn concurrent_uses_have_one_winner_and_within_the_grace_the_grant_lives_on() {
+    let first = issued("a1", "f1", Some("r1"), None);
+    // Two nodes rotated r1 at once: the log's first wins; the other lost a race.
+    let p = replay(&[
+        first.clone(),
+        rotation("a2", "r2", "r1", 1000, 10, false),
+        rotation("a3", "r3", "r1", 1001, 10, false),
+    ]);
+    assert!(matches!(
+        p.refresh_status("r2", 1100),
+        RefreshStatus::Valid(_)
+    ));
+    assert_eq!(
+        p.refresh_status("r3", 1100),
+        RefreshStatus::Unknown,
+        "the loser's token is not recorded"
+    );
+    assert!(
+        !p.is_revoked(&query("a2", "f1", 1_000_000)),
+        "the grant lives on"
+    );
+
+    // A retry (the node saw r1 used, within the grace) is rotated again: a sibling.
+    let p = replay(&[
+        first.clone(),
+        rotation("a2", "r2", "r1", 1000, 10, false),
+        rotation("a3", "r3", "r1", 1005, 10, true),
+    ]);
+    assert!(matches!(
+        p.refresh_status("r3", 1100),
+        RefreshStatus::Valid(_)
+    ));
+    assert!(matches!(
+        p.refresh_status("r2", 1100),
+        RefreshStatus::Valid(_)
+    ));
+
+    // After the grace a second use is theft, retry or not: the family dies.
+    for retry in [false, true] {
+        let p = replay(&[
+            first.clone(),
+            rotation("a2", "r2", "r1", 1000, 10, false),
+            rotation("a3", "r3", "r1", 1010, 10, retry),
+        ]);
+        assert!(p.is_revoked(&query("a2", "f1", 1_000_000)));
+        assert_eq!(p.refresh_status("r2", 1100), RefreshStatus::Revoked);
+    }
 }

@@ -29,6 +29,8 @@ fn issued(jti: &str, sub: &str, family: &str, refresh: Option<&str>, from: Optio
         }),
         rotated_from: from.map(Into::into),
         from_code: None,
+        reuse_grace_secs: 0,
+        retry: false,
     })
 }
 

@@ -358,3 +358,77 @@ async fn a_code_issued_on_a_is_redeemed_on_b_once() {
     })
     .await;
 }
+
+/// One refresh token (or code) presented on two nodes at once: the log decides, exactly one
+/// presentation gets tokens, the other `invalid_grant`, and the winner's grant lives on
+/// (RFC 6749 4.1.2, RFC 9700 rotation; a lost race within the grace is not theft).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_uses_of_one_refresh_token_or_code_have_exactly_one_winner() {
+    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    let (c, _p) = cluster(2).await;
+    for round in 0..8 {
+        let session = c.password_grant(round % 2).await;
+        let rt = session["refresh_token"].as_str().unwrap().to_owned();
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", rt.as_str()),
+        ];
+        let (a, b) = tokio::join!(
+            c.form(0, "/oauth/token", &form),
+            c.form(1, "/oauth/token", &form)
+        );
+        let results = [a, b];
+        let winners: Vec<&serde_json::Value> = results
+            .iter()
+            .filter(|(s, _)| *s == 200)
+            .map(|(_, b)| b)
+            .collect();
+        assert_eq!(winners.len(), 1, "round {round}: {results:?}");
+        let loser = results.iter().find(|(s, _)| *s != 200).unwrap();
+        assert_eq!(
+            loser.1["error"], "invalid_grant",
+            "round {round}: {loser:?}"
+        );
+        let won = winners[0]["access_token"].as_str().unwrap();
+        for node in 0..2 {
+            assert_eq!(
+                c.data(node, won).await,
+                200,
+                "the winner's token is good everywhere"
+            );
+        }
+        let next = winners[0]["refresh_token"].as_str().unwrap();
+        let (status, body) = c
+            .form(
+                round % 2,
+                "/oauth/token",
+                &[("grant_type", "refresh_token"), ("refresh_token", next)],
+            )
+            .await;
+        assert_eq!(status, 200, "the winner's grant lives on: {body}");
+    }
+
+    let query = "response_type=code&client_id=demo-client&redirect_uri=http%3A%2F%2F127.0.0.1%3A8081%2Fcallback&scope=read&state=s1&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256";
+    for round in 0..4 {
+        let code = code_from(&c, round % 2, query).await;
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", "http://127.0.0.1:8081/callback"),
+            (
+                "code_verifier",
+                "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+            ),
+        ];
+        let (a, b) = tokio::join!(
+            c.form(0, "/oauth/token", &form),
+            c.form(1, "/oauth/token", &form)
+        );
+        let statuses = [a.0, b.0];
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 200).count(),
+            1,
+            "code round {round}: {a:?} {b:?}"
+        );
+    }
+}

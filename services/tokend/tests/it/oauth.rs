@@ -55,6 +55,8 @@ async fn password_refresh_rotation_and_reuse_detection() {
         StatusCode::OK
     );
 
+    // Past the retry grace, presenting a rotated refresh token again is theft.
+    n.clock.advance_secs(11);
     let reuse = n
         .form(
             "/oauth/token",
@@ -73,6 +75,31 @@ async fn password_refresh_rotation_and_reuse_detection() {
         )
         .await;
     assert_eq!(after.error(), "invalid_grant", "the whole family is dead");
+}
+
+/// A client whose rotation answer was lost (a 503 after the log took the event) retries
+/// with the same refresh token within `tokens.refresh_reuse_grace_secs`: it is rotated
+/// again, and the grant lives on.
+#[tokio::test]
+async fn a_retried_refresh_within_the_grace_is_rotated_again_not_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = TestNode::start(dir.path()).await;
+    let first = n.password_grant().await;
+    let r1 = first.str("refresh_token");
+    let body = format!("grant_type=refresh_token&refresh_token={r1}");
+    let lost = n.form("/oauth/token", &body).await;
+    assert_eq!(lost.status, StatusCode::OK);
+    n.clock.advance_secs(5);
+    let retried = n.form("/oauth/token", &body).await;
+    assert_eq!(retried.status, StatusCode::OK, "{}", retried.json);
+    for t in [&first, &lost, &retried] {
+        assert_eq!(n.data_status(&t.str("access_token")).await, StatusCode::OK);
+    }
+    let next = format!(
+        "grant_type=refresh_token&refresh_token={}",
+        retried.str("refresh_token")
+    );
+    assert_eq!(n.form("/oauth/token", &next).await.status, StatusCode::OK);
 }
 
 #[tokio::test]
