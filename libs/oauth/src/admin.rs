@@ -249,10 +249,9 @@ impl TokenService {
             )));
         }
         let password = new.password;
-        let hash = tokio::task::spawn_blocking(move || secrets::hash_password(password.expose()))
-            .await
-            .ok()
-            .flatten()
+        let hash = self
+            .password_work(move || secrets::hash_password(password.expose()))
+            .await?
             .ok_or(OAuthError::Internal)?;
         self.append(UserCreated {
             username: new.username,

@@ -123,11 +123,9 @@ impl TokenService {
         let user = self.store.user(username).await?.filter(|u| !u.disabled);
         let hash = user.map(|u| u.password_hash);
         let password = password.clone();
-        let ok = tokio::task::spawn_blocking(move || {
-            secrets::verify_password(password.expose(), hash.as_deref())
-        })
-        .await
-        .unwrap_or(false);
+        let ok = self
+            .password_work(move || secrets::verify_password(password.expose(), hash.as_deref()))
+            .await?;
         if ok {
             Ok(())
         } else {

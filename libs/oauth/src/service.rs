@@ -33,6 +33,11 @@ pub struct Settings {
     /// Seconds after a refresh token's rotation within which presenting it again is a retry
     /// (rotated again) or a lost race, not theft; 0: every second use revokes the grant.
     pub refresh_reuse_grace_secs: i64,
+    /// Password checks (argon2id, 19 MiB each) that run at once, and how many more may wait;
+    /// past that a password request gets 503 with `Retry-After` rather than a queue without
+    /// end that eats memory and starves token issuance.
+    pub password_checks: usize,
+    pub password_check_queue: usize,
 }
 
 pub struct TokenService {
@@ -42,6 +47,9 @@ pub struct TokenService {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) hasher: SecretHasher,
     pub(crate) settings: Settings,
+    /// Admission (running + waiting) and running slots for argon2 work.
+    password_admission: Arc<tokio::sync::Semaphore>,
+    password_running: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for TokenService {
@@ -77,7 +85,12 @@ impl TokenService {
         hasher: SecretHasher,
         settings: Settings,
     ) -> Self {
+        let running = settings.password_checks.max(1);
         Self {
+            password_admission: Arc::new(tokio::sync::Semaphore::new(
+                running + settings.password_check_queue,
+            )),
+            password_running: Arc::new(tokio::sync::Semaphore::new(running)),
             log,
             store,
             keys,
@@ -85,6 +98,27 @@ impl TokenService {
             hasher,
             settings,
         }
+    }
+
+    /// Runs argon2 work off the async threads, within the bounds: `Unavailable` (503) when
+    /// as many checks as allowed are already running or waiting.
+    pub(crate) async fn password_work<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T> {
+        let Ok(_admitted) = self.password_admission.clone().try_acquire_owned() else {
+            tracing::warn!("Too many password checks at once; answering 503.");
+            return Err(OAuthError::Unavailable);
+        };
+        let _running = self
+            .password_running
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| OAuthError::Internal)?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|_| OAuthError::Internal)
     }
 
     pub fn settings(&self) -> &Settings {

@@ -81,6 +81,8 @@ impl Harness {
                 applied_timeout: std::time::Duration::from_secs(1),
                 code_ttl_secs: 60,
                 refresh_reuse_grace_secs: 10,
+                password_checks: 2,
+                password_check_queue: 8,
             },
         );
         let reg = svc

@@ -109,11 +109,35 @@ impl Default for Tokens {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Grants {
     /// The resource-owner password grant (and `/login`). Off unless turned on.
     pub password: bool,
+    /// Password checks (argon2id, 19 MiB each) running at once; 0: one per core.
+    pub password_checks: usize,
+    /// Password checks that may wait for a slot; beyond that, 503 with `Retry-After`.
+    pub password_check_queue: usize,
+}
+
+impl Default for Grants {
+    fn default() -> Self {
+        Self {
+            password: false,
+            password_checks: 0,
+            password_check_queue: 32,
+        }
+    }
+}
+
+impl Grants {
+    /// `password_checks`, with 0 meaning one per core.
+    pub fn password_checks(&self) -> usize {
+        match self.password_checks {
+            0 => std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            n => n,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -59,6 +59,8 @@ impl Node {
             applied_timeout: std::time::Duration::from_millis(config.revocation.applied_timeout_ms),
             code_ttl_secs: config.tokens.code_ttl_secs,
             refresh_reuse_grace_secs: config.tokens.refresh_reuse_grace_secs,
+            password_checks: config.grants.password_checks(),
+            password_check_queue: config.grants.password_check_queue,
         };
         let service = Arc::new(TokenService::new(
             backends.log,

@@ -310,3 +310,39 @@ async fn json_endpoints_refuse_bad_bodies_without_echoing_secrets() {
     let r = n.get("/oauth/token", None).await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
 }
+
+/// A burst of password checks beyond the configured bound gets 503 with `Retry-After`
+/// (argon2 takes 19 MiB each), never a 500 and never an unbounded queue; within the bound
+/// every check answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_password_checks_beyond_the_bound_gets_503_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.grants.password_checks = 1;
+    config.grants.password_check_queue = 1;
+    let n = std::sync::Arc::new(TestNode::with_config(&config).await);
+    let body = format!("grant_type=password&username=demo&password={}", n.password);
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..24 {
+        let (n, body) = (n.clone(), body.clone());
+        burst.spawn(async move { n.form("/oauth/token", &body).await });
+    }
+    let replies = burst.join_all().await;
+    let ok = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .count();
+    let busy: Vec<_> = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert_eq!(ok + busy.len(), replies.len(), "only 200 or 503");
+    assert!(ok >= 1, "checks within the bound answer");
+    assert!(!busy.is_empty(), "checks beyond the bound are refused");
+    for r in busy {
+        assert_eq!(r.error(), "temporarily_unavailable");
+        assert!(!r.header(header::RETRY_AFTER).is_empty());
+    }
+    // Once the burst is over, password checks work again.
+    n.password_grant().await;
+}
