@@ -47,6 +47,9 @@ start() {
   export TOKEND_KEYS__KEK_FILE="$run/kek" TOKEND_TOKENS__ISSUER=http://127.0.0.1:8081
   export TOKEND_ADMIN__TOKEN=local-admin-token TOKEND_GRANTS__PASSWORD=true
   export PROJECTOR_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:19092 PROJECTOR_REDIS__URL=redis://127.0.0.1:16379
+  # One broker here: one copy of each record (production defaults are 3 copies, 2 in sync).
+  export TOKEND_KAFKA__REPLICATION_FACTOR=1 TOKEND_KAFKA__MIN_INSYNC_REPLICAS=1
+  export PROJECTOR_KAFKA__REPLICATION_FACTOR=1 PROJECTOR_KAFKA__MIN_INSYNC_REPLICAS=1
 
   "$root/target/release/projector" >"$run/projector.log" 2>&1 & echo $! >"$run/projector.pid"
   TOKEND_SEED__DEMO=true TOKEND_SERVER__LISTEN_ADDR=127.0.0.1:8081 \

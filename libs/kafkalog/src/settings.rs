@@ -11,11 +11,23 @@ pub struct KafkaSettings {
     /// Where the projector puts records it cannot decode.
     pub dead_letter_topic: String,
     pub partitions: i32,
+    /// Copies of each record (production: 3, so `acks=all` means something); a single-broker
+    /// stack (tests, the local stack) sets 1.
     pub replication_factor: i32,
+    /// Copies that must have a record before it is acknowledged (production: 2).
     pub min_insync_replicas: u32,
     /// How long an append may wait for the broker's acknowledgement.
     pub append_timeout_ms: u64,
     pub compression: String,
+}
+
+impl KafkaSettings {
+    /// For a single broker (tests, the local stack): one copy, one in sync.
+    pub fn single_broker(mut self) -> Self {
+        self.replication_factor = 1;
+        self.min_insync_replicas = 1;
+        self
+    }
 }
 
 impl Default for KafkaSettings {
@@ -25,8 +37,8 @@ impl Default for KafkaSettings {
             topic: "tokend.events".into(),
             dead_letter_topic: "tokend.events.dlq".into(),
             partitions: 6,
-            replication_factor: 1,
-            min_insync_replicas: 1,
+            replication_factor: 3,
+            min_insync_replicas: 2,
             append_timeout_ms: 5000,
             compression: "lz4".into(),
         }

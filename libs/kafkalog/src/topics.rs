@@ -73,6 +73,15 @@ pub async fn ensure_topics(settings: &KafkaSettings, topics: &[TopicSpec]) -> Re
         match result {
             Ok(name) => tracing::info!(topic = name, "Created topic."),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, RDKafkaErrorCode::InvalidReplicationFactor)) => {
+                return Err(LogError::Unavailable(format!(
+                    "kafka topic {name}: the cluster has fewer brokers than \
+                     kafka.replication_factor = {} (production default 3, with \
+                     kafka.min_insync_replicas = 2); add brokers, or for a single-broker \
+                     stack set both to 1",
+                    settings.replication_factor
+                )));
+            }
             Err((name, code)) => {
                 return Err(LogError::Unavailable(format!("kafka topic {name}: {code}")));
             }

@@ -169,7 +169,8 @@ fn main() {
             topic,
             partitions: 6,
             ..KafkaSettings::default()
-        };
+        }
+        .single_broker();
         let log = events(n);
         let started = Instant::now();
         produce(&settings, &log).await;

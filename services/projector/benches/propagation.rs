@@ -150,7 +150,8 @@ fn main() {
             topic,
             partitions: 6,
             ..KafkaSettings::default()
-        };
+        }
+        .single_broker();
         let redis_settings = RedisSettings {
             url: redis.url.clone(),
             key_prefix: unique("prop"),

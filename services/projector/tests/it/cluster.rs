@@ -45,6 +45,7 @@ pub fn kafka_settings(bootstrap: &str) -> KafkaSettings {
         append_timeout_ms: 3000,
         ..KafkaSettings::default()
     }
+    .single_broker()
 }
 
 pub fn projector_config(c: &Cluster) -> tokend_projector::Config {

@@ -107,3 +107,35 @@ async fn unknown_and_undecodable_records_do_not_stop_the_projector() {
         "one record dead-lettered"
     );
 }
+
+/// Production topic defaults (3 copies, 2 in sync: `acks=all` means something) on a cluster
+/// with fewer brokers fail at start with a message that says what to change, not a code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn production_topic_defaults_on_one_broker_fail_with_a_clear_message() {
+    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    let kafka = tokend_testkit::kafka().await;
+    let topic = tokend_testkit::unique("rf");
+    let settings = tokend_kafka::KafkaSettings {
+        bootstrap_servers: kafka.bootstrap.clone(),
+        dead_letter_topic: format!("{topic}.dlq"),
+        topic,
+        ..tokend_kafka::KafkaSettings::default()
+    };
+    assert_eq!(
+        (settings.replication_factor, settings.min_insync_replicas),
+        (3, 2)
+    );
+    let error = tokend_kafka::KafkaEventLog::connect(&settings)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("fewer brokers than kafka.replication_factor = 3"),
+        "{error}"
+    );
+    assert!(
+        tokend_kafka::KafkaEventLog::connect(&settings.single_broker())
+            .await
+            .is_ok()
+    );
+}

@@ -104,6 +104,8 @@ fn projector_process(c: &Cluster) -> Child {
             "PROJECTOR_KAFKA__PARTITIONS",
             config.kafka.partitions.to_string(),
         )
+        .env("PROJECTOR_KAFKA__REPLICATION_FACTOR", "1")
+        .env("PROJECTOR_KAFKA__MIN_INSYNC_REPLICAS", "1")
         .env("PROJECTOR_REDIS__URL", &config.redis.url)
         .env("PROJECTOR_REDIS__KEY_PREFIX", &config.redis.key_prefix)
         .env("PROJECTOR_GROUP_ID", &config.group_id)
