@@ -131,8 +131,8 @@ async fn check(shared: &Shared, workers: &HashMap<i32, Worker>, partitions: u32)
             if seek(shared, p, state.next).await {
                 worker.expect(state.next);
             }
-        } else if worker.take_stalled() {
-            seek(shared, p, expected).await;
+        } else if worker.take_stalled() && !seek(shared, p, expected).await {
+            worker.still_stalled(); // try again at the next check
         }
         if !state.complete {
             match high_watermark(shared, p).await {

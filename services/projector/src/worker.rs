@@ -79,6 +79,11 @@ impl Worker {
         self.stalled.swap(0, Ordering::Relaxed) > 0
     }
 
+    /// Keeps the worker marked stalled (the seek meant to unstall it failed).
+    pub fn still_stalled(&self) {
+        self.stalled.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Stops after the batch in hand (a revoked partition): nothing waits for it.
     pub fn stop(self) {
         let _ = self.stop.send(true);
@@ -107,7 +112,7 @@ pub(crate) async fn seek(shared: &Shared, partition: i32, next: u64) -> bool {
     match sought {
         Ok(Ok(())) => true,
         Ok(Err(error)) => {
-            tracing::debug!(partition, %error, "Seek not possible yet; will retry.");
+            tracing::warn!(partition, %error, "Seek not possible yet; will retry.");
             false
         }
         Err(_) => false,
