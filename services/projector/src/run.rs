@@ -42,11 +42,13 @@ pub async fn run(
     tracing::info!(topic = %config.kafka.topic, group = %config.group_id, partitions, "Projector consuming.");
     let mut workers: HashMap<i32, Worker> = HashMap::new();
     let mut heal = tokio::time::interval(Duration::from_millis(config.heal_interval_ms.max(10)));
-    heal.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A check that takes longer than the interval must not run back to back: with the
+    // records waiting, that starved the consumer (a partition of a large backlog stalled).
+    heal.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     tokio::pin!(shutdown);
     'consume: loop {
+        // Not biased: records, rebalances, checks and shutdown each get their turn.
         tokio::select! {
-            biased;
             () = &mut shutdown => break,
             Some(change) = rebalances.recv() => match change {
                 Rebalanced::Assigned(ps) => {
@@ -169,7 +171,7 @@ async fn check(shared: &Shared, workers: &HashMap<i32, Worker>, partitions: u32)
 async fn high_watermark(shared: &Shared, partition: i32) -> Option<u64> {
     let (consumer, topic) = (shared.consumer.clone(), shared.topic.clone());
     tokio::task::spawn_blocking(move || {
-        consumer.fetch_watermarks(&topic, partition, Duration::from_secs(2))
+        consumer.fetch_watermarks(&topic, partition, Duration::from_millis(500))
     })
     .await
     .ok()?

@@ -113,7 +113,8 @@ async fn unknown_and_undecodable_records_do_not_stop_the_projector() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn production_topic_defaults_on_one_broker_fail_with_a_clear_message() {
     let _limit = tokend_testkit::time_limit(LIMIT_SECS);
-    let kafka = tokend_testkit::kafka().await;
+    // A private broker: a refused topic creation must not disturb the other tests' broker.
+    let kafka = Kafka::start().await;
     let topic = tokend_testkit::unique("rf");
     let settings = tokend_kafka::KafkaSettings {
         bootstrap_servers: kafka.bootstrap.clone(),
