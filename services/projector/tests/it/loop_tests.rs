@@ -257,6 +257,22 @@ async fn remote_resource_server_verifies_with_jwks_and_redis() {
     assert!(challenge.starts_with("Bearer error=\"invalid_token\""));
 }
 
+/// The demo client's authorization request (PKCE S256 with RFC 7636's example verifier).
+const CODE_QUERY: &str = "response_type=code&client_id=demo-client&redirect_uri=http%3A%2F%2F127.0.0.1%3A8081%2Fcallback&scope=read&state=s1&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256";
+
+/// The token request that redeems `code` from [`CODE_QUERY`].
+fn redeem_form(code: &str) -> [(&'static str, &str); 4] {
+    [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", "http://127.0.0.1:8081/callback"),
+        (
+            "code_verifier",
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+        ),
+    ]
+}
+
 /// Signs in and approves on node `i` with plain HTTP (cookies by hand); returns the code.
 async fn code_from(c: &Cluster, i: usize, query: &str) -> String {
     let http = reqwest::Client::builder()
@@ -332,17 +348,8 @@ async fn code_from(c: &Cluster, i: usize, query: &str) -> String {
 async fn a_code_issued_on_a_is_redeemed_on_b_once() {
     let _limit = tokend_testkit::time_limit(LIMIT_SECS);
     let (c, _p) = cluster(2).await;
-    let query = "response_type=code&client_id=demo-client&redirect_uri=http%3A%2F%2F127.0.0.1%3A8081%2Fcallback&scope=read&state=s1&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256";
-    let code = code_from(&c, 0, query).await;
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("redirect_uri", "http://127.0.0.1:8081/callback"),
-        (
-            "code_verifier",
-            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
-        ),
-    ];
+    let code = code_from(&c, 0, CODE_QUERY).await;
+    let form = redeem_form(&code);
     let redeem = || c.form(1, "/oauth/token", &form);
     let (status, body) = redeem().await;
     assert_eq!(status, 200, "{body}");
@@ -408,18 +415,9 @@ async fn concurrent_uses_of_one_refresh_token_or_code_have_exactly_one_winner() 
         assert_eq!(status, 200, "the winner's grant lives on: {body}");
     }
 
-    let query = "response_type=code&client_id=demo-client&redirect_uri=http%3A%2F%2F127.0.0.1%3A8081%2Fcallback&scope=read&state=s1&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256";
     for round in 0..4 {
-        let code = code_from(&c, round % 2, query).await;
-        let form = [
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", "http://127.0.0.1:8081/callback"),
-            (
-                "code_verifier",
-                "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
-            ),
-        ];
+        let code = code_from(&c, round % 2, CODE_QUERY).await;
+        let form = redeem_form(&code);
         let (a, b) = tokio::join!(
             c.form(0, "/oauth/token", &form),
             c.form(1, "/oauth/token", &form)
