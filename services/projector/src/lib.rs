@@ -16,6 +16,7 @@
 
 mod batch;
 pub mod config;
+mod heal;
 mod metrics;
 mod rebuild;
 mod run;

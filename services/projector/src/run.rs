@@ -11,7 +11,8 @@ use tokend_kafka::rdkafka::message::Message;
 use tokend_kafka::{GroupConsumer, KafkaEventLog, Rebalanced, close_within, group_consumer};
 use tokend_redis::RedisStore;
 
-use crate::worker::{Shared, UNKNOWN, Worker, seek};
+use crate::heal::check;
+use crate::worker::{Shared, Worker};
 use crate::{Config, Metrics};
 
 /// How long shutdown waits for the batches in hand, and then for Kafka to take the final
@@ -90,93 +91,6 @@ pub async fn run(
     }
     stop(workers, consumer, shared).await;
     Ok(())
-}
-
-/// Heals and completes the projection for this member's partitions. Needs no new record:
-/// - the projection went back on a partition (Redis lost data, a failover to a replica that
-///   missed writes, a restore): the partition is marked incomplete, so readers answer 503
-///   rather than from the older state, and its worker replays from where the projection is;
-/// - a worker that does not know where to start, or drops what arrives (a seek that did not
-///   take), is sought to the offset it needs;
-/// - a partition that has applied the log up to its end is marked complete (and the
-///   generation ready once all are).
-async fn check(shared: &Shared, workers: &HashMap<i32, Worker>, partitions: u32) {
-    for (&p, worker) in workers {
-        let partition = u32::try_from(p).unwrap_or_default();
-        // What the worker expects first: the store's offset read afterwards can only be
-        // lower than that if the projection lost what the worker had written.
-        let expected = worker.expected();
-        let Ok(Some(state)) = shared.store.partition_state(partition).await else {
-            continue; // the store is away (the workers retry and log) or just switched
-        };
-        if expected != UNKNOWN && state.next < expected {
-            Metrics::inc(&shared.metrics.generation_resets);
-            tracing::warn!(
-                partition = p,
-                from = expected,
-                to = state.next,
-                "The projection went back on this partition (lost data or a rollback); readers wait while it replays."
-            );
-            if let Err(error) = shared
-                .store
-                .mark_incomplete(&state.generation, partition)
-                .await
-            {
-                tracing::warn!(%error, "Could not mark a partition incomplete.");
-            }
-            if seek(shared, p, state.next).await {
-                worker.expect(state.next);
-            }
-            continue;
-        }
-        if expected == UNKNOWN {
-            if seek(shared, p, state.next).await {
-                worker.expect(state.next);
-            }
-        } else if worker.take_stalled() && !seek(shared, p, expected).await {
-            worker.still_stalled(); // try again at the next check
-        }
-        if !state.complete {
-            match high_watermark(shared, p).await {
-                Some(high) if state.next > high => tracing::error!(
-                    partition = p,
-                    projection = state.next,
-                    log_end = high,
-                    "The projection is past the end of the log: the topic was truncated or recreated. Rebuild the projection."
-                ),
-                Some(high) if state.next >= high => {
-                    match shared
-                        .store
-                        .mark_complete(&state.generation, partition, high, partitions)
-                        .await
-                    {
-                        Ok(true) => {
-                            tracing::debug!(partition = p, "Partition complete; projection ready.")
-                        }
-                        Ok(false) => tracing::info!(
-                            partition = p,
-                            "Partition complete; waiting for the others."
-                        ),
-                        Err(error) => {
-                            tracing::warn!(%error, "Could not mark a partition complete.")
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-}
-
-async fn high_watermark(shared: &Shared, partition: i32) -> Option<u64> {
-    let (consumer, topic) = (shared.consumer.clone(), shared.topic.clone());
-    tokio::task::spawn_blocking(move || {
-        consumer.fetch_watermarks(&topic, partition, Duration::from_millis(500))
-    })
-    .await
-    .ok()?
-    .ok()
-    .and_then(|(_, high)| u64::try_from(high).ok())
 }
 
 async fn partition_count(consumer: &Arc<GroupConsumer>, topic: &str) -> anyhow::Result<u32> {

@@ -5,7 +5,7 @@
 //! that brings the expected one.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokend_domain::{Applied, LogPosition};
@@ -40,6 +40,8 @@ pub(crate) struct Worker {
     expected: Arc<AtomicU64>,
     /// Records passed over because they came after the expected one, since the last check.
     stalled: Arc<AtomicU64>,
+    /// Handling a record (false while it waits for one).
+    busy: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -49,16 +51,19 @@ impl Worker {
         let (tx, rx) = mpsc::channel(shared.max_batch * 2);
         let expected = Arc::new(AtomicU64::new(UNKNOWN));
         let stalled = Arc::new(AtomicU64::new(0));
+        let busy = Arc::new(AtomicBool::new(false));
         let (stop, stopped) = watch::channel(false);
         let progress = Progress {
             expected: expected.clone(),
             stalled: stalled.clone(),
+            busy: busy.clone(),
         };
         let task = tokio::spawn(work(partition, shared, rx, progress, stopped));
         Self {
             tx,
             expected,
             stalled,
+            busy,
             stop,
             task,
         }
@@ -68,9 +73,17 @@ impl Worker {
         self.expected.load(Ordering::Relaxed)
     }
 
-    /// From now on the worker expects `next` (the caller seeks the consumer there).
-    pub fn expect(&self, next: u64) {
-        self.expected.store(next, Ordering::Relaxed);
+    /// From now on the worker expects `next` (the caller seeks the consumer there), unless it
+    /// no longer expects `observed`: then it moved on, and `next` is stale.
+    pub fn expect_instead_of(&self, observed: u64, next: u64) -> bool {
+        self.expected
+            .compare_exchange(observed, next, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Waits for records and has none queued.
+    pub fn idle(&self) -> bool {
+        !self.busy.load(Ordering::Acquire) && self.tx.capacity() == self.tx.max_capacity()
     }
 
     /// Whether records past the expected one arrived since the last call (the seek that
@@ -123,6 +136,7 @@ pub(crate) async fn seek(shared: &Shared, partition: i32, next: u64) -> bool {
 struct Progress {
     expected: Arc<AtomicU64>,
     stalled: Arc<AtomicU64>,
+    busy: Arc<AtomicBool>,
 }
 
 async fn work(
@@ -132,16 +146,25 @@ async fn work(
     progress: Progress,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let Progress { expected, stalled } = progress;
+    let Progress {
+        expected,
+        stalled,
+        busy,
+    } = progress;
     let p = u32::try_from(partition).unwrap_or_default();
     let mut held: Option<OwnedMessage> = None;
     loop {
         let message = match held.take() {
             Some(m) => m,
-            None => tokio::select! {
-                m = rx.recv() => match m { Some(m) => m, None => return },
-                _ = stopped.wait_for(|s| *s) => return,
-            },
+            None => {
+                busy.store(false, Ordering::Release);
+                let m = tokio::select! {
+                    m = rx.recv() => match m { Some(m) => m, None => return },
+                    _ = stopped.wait_for(|s| *s) => return,
+                };
+                busy.store(true, Ordering::Release);
+                m
+            }
         };
         let offset = u64::try_from(message.offset()).unwrap_or_default();
         let want = expected.load(Ordering::Relaxed);

@@ -1,0 +1,245 @@
+//! The projector's periodic check: heals and completes the projection for this member's
+//! partitions without waiting for a record.
+//! - The projection went back on a partition (Redis lost data, a failover to a replica that
+//!   missed writes, a restore): the partition is marked incomplete, so readers answer 503
+//!   rather than from the older state, and its worker replays from where the projection is.
+//! - A worker that does not know where to start is sought to the projection's offset.
+//! - A worker that passed records over (they came after the one it expects, e.g. a seek that
+//!   did not take), or that waits while the consumer has delivered past what it applied, is
+//!   sought back to the offset it expects. The second rule needs no further record: at the
+//!   end of a backlog nothing more arrives to show the stall (the catch-up stall seen in the
+//!   projection bench).
+//! - A partition that has applied the log up to its end is marked complete (and the
+//!   generation ready once all are).
+//!
+//! What to do is decided by [`plan`], a pure function of what was observed; the check only
+//! observes and carries it out. Expectations are changed with a compare-and-swap against the
+//! value observed, so a worker that moved on meanwhile is never sent back to a stale offset.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokend_kafka::rdkafka::Offset;
+use tokend_kafka::rdkafka::consumer::Consumer;
+
+use crate::Metrics;
+use crate::worker::{Shared, UNKNOWN, Worker, seek};
+
+/// What one check saw of one partition.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Observed {
+    /// The offset the worker expects next (`UNKNOWN` before it knows).
+    pub expected: u64,
+    /// The worker passed records over since the last check.
+    pub stalled: bool,
+    /// The worker waits for records and has none queued.
+    pub idle: bool,
+    /// The offset after the last record the consumer delivered for the partition.
+    pub delivered: Option<u64>,
+    /// The store's next offset for the partition.
+    pub store_next: u64,
+}
+
+/// What the check does for one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Plan {
+    Nothing,
+    /// The worker does not know where to start: expect and seek `at`.
+    Start {
+        at: u64,
+    },
+    /// The projection went back: mark the partition incomplete, expect and seek `to`.
+    Rollback {
+        to: u64,
+    },
+    /// The worker misses records: seek to what it expects.
+    Reseek {
+        at: u64,
+    },
+}
+
+pub(crate) fn plan(o: Observed) -> Plan {
+    if o.expected == UNKNOWN {
+        return Plan::Start { at: o.store_next };
+    }
+    if o.store_next < o.expected {
+        return Plan::Rollback { to: o.store_next };
+    }
+    let delivered_past = o.delivered.is_some_and(|d| d > o.expected);
+    if o.stalled || (o.idle && delivered_past) {
+        return Plan::Reseek { at: o.expected };
+    }
+    Plan::Nothing
+}
+
+pub(crate) async fn check(shared: &Shared, workers: &HashMap<i32, Worker>, partitions: u32) {
+    let delivered = delivered(shared);
+    for (&p, worker) in workers {
+        let partition = u32::try_from(p).unwrap_or_default();
+        // Observed before the store: the store's offset read afterwards can only be lower
+        // than what the worker expects if the projection lost what the worker had written.
+        let (expected, stalled, idle) = (worker.expected(), worker.take_stalled(), worker.idle());
+        let Ok(Some(state)) = shared.store.partition_state(partition).await else {
+            continue; // the store is away (the workers retry and log) or just switched
+        };
+        let observed = Observed {
+            expected,
+            stalled,
+            idle,
+            delivered: delivered.get(&p).copied(),
+            store_next: state.next,
+        };
+        match plan(observed) {
+            Plan::Nothing => {}
+            Plan::Start { at } => {
+                if worker.expect_instead_of(expected, at) && !seek(shared, p, at).await {
+                    worker.expect_instead_of(at, UNKNOWN); // try again at the next check
+                }
+            }
+            Plan::Rollback { to } => {
+                Metrics::inc(&shared.metrics.generation_resets);
+                tracing::warn!(
+                    partition = p,
+                    from = expected,
+                    to,
+                    "The projection went back on this partition (lost data or a rollback); readers wait while it replays."
+                );
+                if let Err(error) = shared
+                    .store
+                    .mark_incomplete(&state.generation, partition)
+                    .await
+                {
+                    tracing::warn!(%error, "Could not mark a partition incomplete.");
+                }
+                if worker.expect_instead_of(expected, to) && !seek(shared, p, to).await {
+                    worker.still_stalled();
+                }
+                continue;
+            }
+            Plan::Reseek { at } => {
+                tracing::debug!(partition = p, at, "Worker misses records; seeking back.");
+                if !seek(shared, p, at).await {
+                    worker.still_stalled(); // try again at the next check
+                }
+            }
+        }
+        if !state.complete {
+            complete(shared, p, &state, partitions).await;
+        }
+    }
+}
+
+/// Marks the partition complete once the projection has applied the log up to its end.
+async fn complete(shared: &Shared, p: i32, state: &tokend_redis::PartitionState, partitions: u32) {
+    let partition = u32::try_from(p).unwrap_or_default();
+    match high_watermark(shared, p).await {
+        Some(high) if state.next > high => tracing::error!(
+            partition = p,
+            projection = state.next,
+            log_end = high,
+            "The projection is past the end of the log: the topic was truncated or recreated. Rebuild the projection."
+        ),
+        Some(high) if state.next >= high => match shared
+            .store
+            .mark_complete(&state.generation, partition, high, partitions)
+            .await
+        {
+            Ok(true) => tracing::debug!(partition = p, "Partition complete; projection ready."),
+            Ok(false) => {
+                tracing::info!(partition = p, "Partition complete; waiting for the others.")
+            }
+            Err(error) => tracing::warn!(%error, "Could not mark a partition complete."),
+        },
+        _ => {}
+    }
+}
+
+/// Where the consumer has delivered up to, per partition (librdkafka's local position, no
+/// request to Kafka).
+fn delivered(shared: &Shared) -> HashMap<i32, u64> {
+    let Ok(positions) = shared.consumer.position() else {
+        return HashMap::new();
+    };
+    positions
+        .elements_for_topic(&shared.topic)
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), u64::try_from(o).ok()?)),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn high_watermark(shared: &Shared, partition: i32) -> Option<u64> {
+    let (consumer, topic) = (shared.consumer.clone(), shared.topic.clone());
+    tokio::task::spawn_blocking(move || {
+        consumer.fetch_watermarks(&topic, partition, Duration::from_millis(500))
+    })
+    .await
+    .ok()?
+    .ok()
+    .and_then(|(_, high)| u64::try_from(high).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(expected: u64, store_next: u64) -> Observed {
+        Observed {
+            expected,
+            stalled: false,
+            idle: true,
+            delivered: Some(expected),
+            store_next,
+        }
+    }
+
+    #[test]
+    fn an_unknown_start_seeks_to_the_projection() {
+        assert_eq!(plan(at(UNKNOWN, 40)), Plan::Start { at: 40 });
+    }
+
+    #[test]
+    fn a_projection_that_went_back_is_replayed_from_where_it_is() {
+        assert_eq!(plan(at(100, 0)), Plan::Rollback { to: 0 });
+    }
+
+    #[test]
+    fn a_worker_in_step_is_left_alone() {
+        assert_eq!(plan(at(100, 100)), Plan::Nothing);
+        // Busy with records queued past what it applied: it is working through them.
+        let busy = Observed {
+            idle: false,
+            delivered: Some(180),
+            ..at(100, 100)
+        };
+        assert_eq!(plan(busy), Plan::Nothing);
+        // The consumer has not reached the projection yet: records are passed over.
+        let behind = Observed {
+            delivered: Some(20),
+            ..at(100, 100)
+        };
+        assert_eq!(plan(behind), Plan::Nothing);
+    }
+
+    #[test]
+    fn passed_over_records_seek_back() {
+        let stalled = Observed {
+            stalled: true,
+            ..at(100, 100)
+        };
+        assert_eq!(plan(stalled), Plan::Reseek { at: 100 });
+    }
+
+    #[test]
+    fn an_idle_worker_behind_what_was_delivered_seeks_back_without_a_further_record() {
+        // The catch-up stall: the records after 100 were passed over and the backlog ended,
+        // so nothing more arrives to mark the worker stalled.
+        let stuck = Observed {
+            delivered: Some(26_471 + 500),
+            ..at(26_471, 26_471)
+        };
+        assert_eq!(plan(stuck), Plan::Reseek { at: 26_471 });
+    }
+}
