@@ -82,7 +82,10 @@ pub struct RevocationQuery {
     pub jti: String,
     /// The token's family (`sid`).
     pub family_id: String,
-    pub sub: String,
+    /// The user the token was issued for; `None` for a client's own token (client
+    /// credentials, whose `sub` is the client id): revoking a user of the same name must not
+    /// touch it.
+    pub sub: Option<String>,
     pub client_id: String,
     /// When the token's grant began (ms).
     pub auth_time_ms: i64,

@@ -17,6 +17,7 @@ fn bench(c: &mut Criterion) {
         iat: 1_700_000_000,
         exp: 1_700_000_900,
         nbf: None,
+        gty: None,
     };
     let policy = VerifyPolicy {
         issuer: claims.iss.clone(),

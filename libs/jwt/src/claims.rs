@@ -23,9 +23,21 @@ pub struct AccessClaims {
     pub exp: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
+    /// The grant type, set only for a client's own token (`client_credentials`, whose `sub`
+    /// is the client id): such a token has no user, so user-wide revocations pass it by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gty: Option<String>,
 }
 
+/// `gty` of a client's own token.
+pub const CLIENT_CREDENTIALS: &str = "client_credentials";
+
 impl AccessClaims {
+    /// The user the token was issued for: `None` for a client's own token.
+    pub fn user(&self) -> Option<&str> {
+        (self.gty.as_deref() != Some(CLIENT_CREDENTIALS)).then_some(self.sub.as_str())
+    }
+
     /// Whether the token grants `scope` (one space-separated entry).
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scope.split(' ').any(|s| s == scope)

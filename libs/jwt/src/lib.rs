@@ -8,7 +8,7 @@ mod keyring;
 mod seal;
 mod verify;
 
-pub use claims::AccessClaims;
+pub use claims::{AccessClaims, CLIENT_CREDENTIALS};
 pub use jsonwebtoken::DecodingKey;
 pub use key::{KeyPair, KeyState};
 pub use keyring::{Keyring, KeyringError, SharedKeyring};

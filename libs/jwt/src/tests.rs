@@ -82,6 +82,7 @@ fn claims(iat: i64, exp: i64) -> AccessClaims {
         iat,
         exp,
         nbf: None,
+        gty: None,
     }
 }
 

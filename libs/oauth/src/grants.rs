@@ -116,6 +116,7 @@ impl TokenService {
                     from_code: None,
                     retry: false,
                     with_refresh: false,
+                    own: true,
                 })
                 .await
             }
@@ -191,6 +192,7 @@ impl TokenService {
             from_code: None,
             retry: false,
             with_refresh: client.allows_grant("refresh_token"),
+            own: false,
         })
         .await
     }
@@ -248,6 +250,7 @@ impl TokenService {
             from_code: Some(digest),
             retry: false,
             with_refresh: client.allows_grant("refresh_token"),
+            own: false,
         })
         .await
     }
@@ -318,6 +321,7 @@ impl TokenService {
             from_code: None,
             retry,
             with_refresh: true,
+            own: false,
         })
         .await
     }

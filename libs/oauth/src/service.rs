@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokend_domain::model::{Client, CodeStatus, RefreshStatus, RevocationQuery};
 use tokend_domain::{Clock, EventLog, LogPosition, StateStore};
 use tokend_events::{Envelope, Event, RefreshIssued, TokenIssued};
-use tokend_jwt::{AccessClaims, SharedKeyring};
+use tokend_jwt::{AccessClaims, CLIENT_CREDENTIALS, SharedKeyring};
 use tokend_verify::revocation_query;
 
 use crate::grants::TokenResponse;
@@ -74,6 +74,8 @@ pub(crate) struct Issue<'a> {
     /// A retry of a rotation whose answer the client never received (see `TokenIssued`).
     pub retry: bool,
     pub with_refresh: bool,
+    /// The client's own token (client credentials: `sub` is the client, there is no user).
+    pub own: bool,
 }
 
 impl TokenService {
@@ -148,6 +150,7 @@ impl TokenService {
             iat: now,
             exp: now + self.settings.access_ttl_secs,
             nbf: None,
+            gty: issue.own.then(|| CLIENT_CREDENTIALS.to_owned()),
         };
         let access_token = self.keys.read().sign(&claims).map_err(|e| {
             tracing::error!(error = %e, "Cannot sign an access token.");
@@ -158,6 +161,7 @@ impl TokenService {
             digest: secrets::refresh_digest(t),
             exp: now + self.settings.refresh_ttl_secs,
         });
+        let query = revocation_query(&claims);
         let AccessClaims {
             sub,
             aud,
@@ -173,13 +177,6 @@ impl TokenService {
         let contested = issue.rotated_from.is_some() || issue.from_code.is_some();
         let from_code = issue.from_code.clone();
         let refresh_digest = refresh.as_ref().map(|r| r.digest.clone());
-        let query = RevocationQuery {
-            jti: jti.clone(),
-            family_id: sid.clone(),
-            sub: sub.clone(),
-            client_id: client_id.clone(),
-            auth_time_ms,
-        };
         let position = self
             .append(TokenIssued {
                 jti,

@@ -297,6 +297,53 @@ async fn subject_revoke_logs_out_everywhere_but_allows_new_logins() {
 }
 
 #[tokio::test]
+async fn a_user_and_a_client_of_the_same_name_do_not_share_revocation() {
+    let h = Harness::new().await;
+    // A user named like the client "app": its client-credentials tokens have `sub` "app".
+    h.svc
+        .create_user(NewUser {
+            username: "app".into(),
+            password: Secret::new("same-name"),
+        })
+        .await
+        .unwrap();
+    let user_grant = Grant::Password {
+        username: "app".into(),
+        password: Secret::new("same-name"),
+    };
+    let user_token = h.svc.token(&h.app, req(user_grant, None)).await.unwrap();
+    let client_token = h
+        .svc
+        .token(&h.app, req(Grant::ClientCredentials, None))
+        .await
+        .unwrap();
+    h.svc.revoke_subject("app").await.unwrap();
+    assert!(!h.active(&user_token.access_token).await);
+    assert!(
+        h.active(&client_token.access_token).await,
+        "revoking the user \"app\" must not touch the client \"app\"'s own tokens"
+    );
+
+    // The reverse: revoking client "alice"'s tokens leaves the user alice's alone.
+    let alice = h.password().await;
+    h.svc
+        .register_client(NewClient {
+            client_id: Some("alice".into()),
+            name: "Alice's service".into(),
+            grant_types: vec!["client_credentials".into()],
+            scopes: vec!["read".into()],
+            default_scopes: vec!["read".into()],
+            audiences: vec!["api".into()],
+            redirect_uris: vec![],
+            public: false,
+        })
+        .await
+        .unwrap();
+    h.svc.revoke_client_tokens("alice").await.unwrap();
+    assert!(h.active(&alice.access_token).await);
+}
+
+#[tokio::test]
 async fn expired_tokens_are_inactive() {
     let h = Harness::new().await;
     let t = h.password().await;

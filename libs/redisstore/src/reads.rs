@@ -40,15 +40,16 @@ impl RedisStore {
         &self,
         jti: Option<&str>,
         family_id: &str,
-        sub: &str,
+        sub: Option<&str>,
         client_id: &str,
     ) -> Result<RevocationState, StoreError> {
         let mut keys = vec![
             Key::Family(family_id.to_owned()),
-            Key::SubjectWatermark(sub.to_owned()),
             Key::ClientWatermark(client_id.to_owned()),
         ];
         keys.extend(jti.map(|j| Key::RevokedToken(j.to_owned())));
+        // Read last, so its absence shifts nothing before it.
+        keys.extend(sub.map(|s| Key::SubjectWatermark(s.to_owned())));
         let mut records = self.records(&keys).await?.into_iter();
         let mut next = || records.next().flatten();
         let family = match next() {
@@ -59,12 +60,12 @@ impl RedisStore {
             Some(Record::Watermark(w)) => Some(w),
             _ => None,
         };
-        let subject_watermark = watermark(next());
         let client_watermark = watermark(next());
+        let token_revoked = jti.is_some() && next().is_some();
         Ok(RevocationState {
-            token_revoked: next().is_some(),
+            token_revoked,
             family,
-            subject_watermark,
+            subject_watermark: watermark(next()),
             client_watermark,
         })
     }
@@ -136,7 +137,7 @@ impl StateStore for RedisStore {
             return Ok(RefreshStatus::Unknown);
         };
         let revocation = self
-            .revocation_state(None, &r.family_id, &r.sub, &r.client_id)
+            .revocation_state(None, &r.family_id, Some(&r.sub), &r.client_id)
             .await?;
         Ok(refresh_status(Some(*r), &revocation, now_secs))
     }
@@ -151,7 +152,7 @@ impl StateStore for RedisStore {
 
     async fn is_revoked(&self, q: &RevocationQuery) -> Result<bool, StoreError> {
         Ok(self
-            .revocation_state(Some(&q.jti), &q.family_id, &q.sub, &q.client_id)
+            .revocation_state(Some(&q.jti), &q.family_id, q.sub.as_deref(), &q.client_id)
             .await?
             .revokes(q.auth_time_ms))
     }

@@ -13,7 +13,7 @@ pub fn revocation_query(claims: &AccessClaims) -> RevocationQuery {
     RevocationQuery {
         jti: claims.jti.clone(),
         family_id: claims.sid.clone(),
-        sub: claims.sub.clone(),
+        sub: claims.user().map(str::to_owned),
         client_id: claims.client_id.clone(),
         auth_time_ms: claims.auth_time_ms,
     }

@@ -129,7 +129,7 @@ impl Projection {
         &self,
         jti: Option<&str>,
         family_id: &str,
-        sub: &str,
+        sub: Option<&str>,
         client_id: &str,
     ) -> RevocationState {
         RevocationState {
@@ -139,7 +139,8 @@ impl Projection {
                 Some(Record::Family(f)) => Some(f.clone()),
                 _ => None,
             },
-            subject_watermark: self.watermark(Key::SubjectWatermark(sub.to_owned())),
+            subject_watermark: sub
+                .and_then(|s| self.watermark(Key::SubjectWatermark(s.to_owned()))),
             client_watermark: self.watermark(Key::ClientWatermark(client_id.to_owned())),
         }
     }
@@ -150,7 +151,7 @@ impl Projection {
             _ => None,
         };
         let revocation = record.as_ref().map_or_else(RevocationState::default, |r| {
-            self.revocation_state(None, &r.family_id, &r.sub, &r.client_id)
+            self.revocation_state(None, &r.family_id, Some(&r.sub), &r.client_id)
         });
         refresh_status(record, &revocation, now_secs)
     }
@@ -164,7 +165,7 @@ impl Projection {
     }
 
     pub fn is_revoked(&self, q: &RevocationQuery) -> bool {
-        self.revocation_state(Some(&q.jti), &q.family_id, &q.sub, &q.client_id)
+        self.revocation_state(Some(&q.jti), &q.family_id, q.sub.as_deref(), &q.client_id)
             .revokes(q.auth_time_ms)
     }
 }

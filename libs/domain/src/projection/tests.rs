@@ -39,7 +39,7 @@ fn query(jti: &str, family: &str, auth_time_ms: i64) -> RevocationQuery {
     RevocationQuery {
         jti: jti.into(),
         family_id: family.into(),
-        sub: "alice".into(),
+        sub: Some("alice".into()),
         client_id: "app".into(),
         auth_time_ms,
     }
@@ -331,7 +331,7 @@ fn client_disable_and_user_disable_revoke_and_lock_out() {
     );
     assert!(p.client("app").unwrap().disabled);
     let mut other = query("x", "fx", 2_500_000);
-    other.sub = "bob".into();
+    other.sub = Some("bob".into());
     assert!(
         p.is_revoked(&other),
         "client watermark applies to every subject"

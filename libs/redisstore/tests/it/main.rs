@@ -209,7 +209,7 @@ async fn compare(store: &RedisStore, reference: &Projection) {
                         let q = RevocationQuery {
                             jti: jti.into(),
                             family_id: family_id.into(),
-                            sub: sub.into(),
+                            sub: Some(sub.into()),
                             client_id: client_id.into(),
                             auth_time_ms,
                         };
@@ -340,7 +340,7 @@ async fn readers_fail_closed_until_the_projection_is_complete_again() {
     let revoked = RevocationQuery {
         jti: "b1".into(),
         family_id: "f2".into(),
-        sub: "bob".into(),
+        sub: Some("bob".into()),
         client_id: "app".into(),
         auth_time_ms: 1_000_000,
     };
@@ -496,7 +496,7 @@ async fn a_replay_of_long_expired_records_still_detects_reuse() {
     let q = RevocationQuery {
         jti: "o2".into(),
         family_id: "fold".into(),
-        sub: "alice".into(),
+        sub: Some("alice".into()),
         client_id: "app".into(),
         auth_time_ms: 1_000_000,
     };
@@ -589,7 +589,7 @@ async fn revoking_a_client_with_many_tokens_writes_one_key() {
         let q = RevocationQuery {
             jti: format!("a{i}"),
             family_id: format!("f{i}"),
-            sub: "alice".into(),
+            sub: Some("alice".into()),
             client_id: "app".into(),
             auth_time_ms: 1_000_000,
         };
