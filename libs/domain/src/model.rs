@@ -156,6 +156,20 @@ pub struct CodeRecord {
     /// When it was first redeemed (seconds; the redemption's `iat`).
     #[serde(default)]
     pub redeemed_at: i64,
+    /// See `AuthorizationCodeIssued::redirect_uri_implied`.
+    #[serde(default)]
+    pub redirect_uri_implied: bool,
+}
+
+impl CodeRecord {
+    /// RFC 6749 4.1.3: the token request's `redirect_uri` is required if the authorization
+    /// request carried one, and must then be identical; one sent anyway must be the code's.
+    pub fn redirect_uri_matches(&self, given: Option<&str>) -> bool {
+        match given {
+            Some(uri) => uri == self.redirect_uri,
+            None => self.redirect_uri_implied,
+        }
+    }
 }
 
 /// What presenting an authorization code means now.

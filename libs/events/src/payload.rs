@@ -230,4 +230,8 @@ pub struct AuthorizationCodeIssued {
     /// When the user approved (ms): the `auth_time_ms` of the family the code starts.
     #[serde(default)]
     pub auth_time_ms: i64,
+    /// The authorization request named no redirect URI (the client's only registered one was
+    /// used), so the token request need not send it (RFC 6749 4.1.3). Absent: it did.
+    #[serde(default)]
+    pub redirect_uri_implied: bool,
 }

@@ -15,6 +15,8 @@ use crate::{Consistency, OAuthError, Result, TokenService, scope};
 pub struct AuthorizeRequest {
     pub client: Client,
     pub redirect_uri: String,
+    /// The request named no redirect URI: the client's only registered one is used.
+    pub redirect_uri_implied: bool,
     pub scope: Vec<String>,
     pub state: String,
     pub code_challenge: String,
@@ -110,6 +112,7 @@ impl TokenService {
         )
         .map_err(|e| fail("invalid_scope", &e.to_string()))?;
         Ok(AuthorizeRequest {
+            redirect_uri_implied: get("redirect_uri").is_none(),
             redirect_uri,
             scope,
             state: state_value,
@@ -159,6 +162,7 @@ impl TokenService {
                 exp: self.clock.now_secs() + self.settings.code_ttl_secs,
                 family_id: secrets::random_id(),
                 auth_time_ms: self.clock.now_ms(),
+                redirect_uri_implied: req.redirect_uri_implied,
             })
             .await?;
         // The client may redeem the code on any node at once.

@@ -84,9 +84,15 @@ impl TokenService {
                 request.grant.name()
             )));
         }
-        if client.is_public() && !matches!(request.grant, Grant::AuthorizationCode { .. }) {
+        if client.is_public()
+            && !matches!(
+                request.grant,
+                Grant::AuthorizationCode { .. } | Grant::RefreshToken { .. }
+            )
+        {
             return Err(OAuthError::UnauthorizedClient(
-                "public clients may only use the authorization code grant".into(),
+                "public clients may only use the authorization code and refresh token grants"
+                    .into(),
             ));
         }
         let client_audience = || {
@@ -231,7 +237,7 @@ impl TokenService {
             CodeStatus::Expired => return Err(invalid("the authorization code has expired")),
             _ => return Err(invalid("the authorization code is invalid")),
         };
-        if redirect_uri != Some(record.redirect_uri.as_str()) {
+        if !record.redirect_uri_matches(redirect_uri) {
             return Err(invalid(
                 "redirect_uri does not match the authorization request",
             ));

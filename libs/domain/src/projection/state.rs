@@ -271,6 +271,7 @@ impl State {
                     auth_time_ms: e.auth_time_ms,
                     redeemed_by: None,
                     redeemed_at: 0,
+                    redirect_uri_implied: e.redirect_uri_implied,
                 };
                 self.put(
                     Key::Code(e.code_digest.clone()),

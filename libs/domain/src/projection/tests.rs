@@ -382,6 +382,7 @@ fn code_issued(digest: &str, family: &str, exp: i64) -> Event {
         exp,
         family_id: family.into(),
         auth_time_ms: 1_000_000,
+        redirect_uri_implied: false,
     })
 }
 

@@ -46,6 +46,7 @@ fn code(digest: &str, family: &str, exp: i64) -> Event {
         exp,
         family_id: family.into(),
         auth_time_ms: 1_000_000,
+        redirect_uri_implied: false,
     })
 }
 

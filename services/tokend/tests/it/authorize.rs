@@ -416,7 +416,7 @@ async fn csrf_token_missing_or_wrong_is_refused() {
 }
 
 #[tokio::test]
-async fn public_clients_use_the_code_flow_only() {
+async fn public_clients_use_the_code_flow_and_refresh_only() {
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;
     let body = format!(
@@ -450,6 +450,34 @@ async fn public_clients_use_the_code_flow_only() {
     .await;
     assert_eq!(t.status, StatusCode::OK, "{}", t.json);
     assert_eq!(n.data_status(&t.str("access_token")).await, StatusCode::OK);
+
+    // The refresh token it was given works (rotated, with reuse detection, like anyone's).
+    let refresh = format!(
+        "client_id=spa&grant_type=refresh_token&refresh_token={}",
+        t.str("refresh_token")
+    );
+    let rotated = redeem(&n, None, &refresh).await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.json);
+    assert_ne!(rotated.str("refresh_token"), t.str("refresh_token"));
+
+    // RFC 6749 4.1.3: an authorization request without redirect_uri (the client has one)
+    // needs none at the token endpoint; one that named it needs it again.
+    let implied = format!(
+        "response_type=code&client_id=spa&scope=read&state=s&code_challenge={CHALLENGE}&code_challenge_method=S256"
+    );
+    let code = Browser::new(&n)
+        .flow(&implied, true)
+        .await
+        .param("code")
+        .unwrap();
+    let no_uri =
+        format!("client_id=spa&grant_type=authorization_code&code={code}&code_verifier={VERIFIER}");
+    let t2 = redeem(&n, None, &no_uri).await;
+    assert_eq!(t2.status, StatusCode::OK, "{}", t2.json);
+    let code = Browser::new(&n).flow(&q, true).await.param("code").unwrap();
+    let no_uri =
+        format!("client_id=spa&grant_type=authorization_code&code={code}&code_verifier={VERIFIER}");
+    assert_eq!(redeem(&n, None, &no_uri).await.error(), "invalid_grant");
 
     let cc = redeem(&n, None, "client_id=spa&grant_type=client_credentials").await;
     assert_eq!(cc.error(), "unauthorized_client");
