@@ -168,6 +168,11 @@ impl TokenService {
             .await?
             .filter(|c| !c.disabled)
             .ok_or_else(disabled)?;
+        if !client.allows_grant("password") {
+            return Err(OAuthError::UnauthorizedClient(format!(
+                "/login issues tokens for the client {client_id}, which may not use the password grant"
+            )));
+        }
         let aud = client.audiences.clone();
         self.password(&client, username, password, None, aud).await
     }

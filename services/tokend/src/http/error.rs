@@ -12,6 +12,8 @@ pub enum ApiError {
     TooLarge,
     /// The admin API was called without the admin credential.
     AdminUnauthorized,
+    /// `/login` with a wrong user name or password.
+    LoginFailed,
     NotFound,
     MethodNotAllowed,
 }
@@ -89,6 +91,11 @@ impl IntoResponse for ApiError {
                 );
                 r
             }
+            ApiError::LoginFailed => body(
+                StatusCode::UNAUTHORIZED,
+                "invalid_grant",
+                "invalid username or password",
+            ),
             ApiError::NotFound => body(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
             ApiError::MethodNotAllowed => body(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
+use tokend_oauth::OAuthError;
 use tokend_oauth::secrets::Secret;
 use tokend_verify::Bearer;
 
@@ -22,7 +23,12 @@ pub async fn login(
     JsonBody(body): JsonBody<Login>,
 ) -> Result<Json<tokend_oauth::TokenResponse>, ApiError> {
     let password = Secret::new(body.password);
-    Ok(Json(s.svc.login(&body.username, &password).await?))
+    match s.svc.login(&body.username, &password).await {
+        Ok(tokens) => Ok(Json(tokens)),
+        // The tutorials (and every client written against them) expect 401 here.
+        Err(OAuthError::InvalidGrant(_)) => Err(ApiError::LoginFailed),
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub async fn api_data(Bearer(claims): Bearer) -> Json<serde_json::Value> {

@@ -26,7 +26,43 @@ async fn login_then_protected_data_like_the_tutorials() {
             None,
         )
         .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert_eq!(wrong.error(), "invalid_grant");
+    let nobody = r#"{"username":"nobody","password":"nope-nope"}"#;
+    let nobody = n.json(Method::POST, "/login", nobody, None).await;
+    assert_eq!(nobody.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn login_honours_the_login_clients_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = TestNode::start(dir.path()).await;
+    let machine = r#"{"client_id":"machine","name":"Machine","grant_types":["client_credentials"],"scopes":["read"],"audiences":["api"]}"#;
+    let reg = first
+        .json(
+            Method::POST,
+            "/admin/clients",
+            machine,
+            Some(crate::harness::ADMIN),
+        )
+        .await;
+    assert_eq!(reg.status, StatusCode::CREATED, "{}", reg.json);
+    let (password, clock) = (first.password.clone(), first.clock.clone());
+    drop(first);
+
+    // Restarted with /login issuing for a client without the password grant.
+    let mut c = crate::harness::config(dir.path());
+    c.seed.login_client_id = "machine".into();
+    let n = TestNode {
+        node: tokend::Node::start(&c, clock.clone()).await.unwrap(),
+        clock,
+        client_id: String::new(),
+        client_secret: String::new(),
+        password: String::new(),
+    };
+    let body = format!(r#"{{"username":"demo","password":"{password}"}}"#);
+    let r = n.json(Method::POST, "/login", &body, None).await;
+    assert_eq!(r.error(), "unauthorized_client", "{}", r.json);
 }
 
 #[tokio::test]
