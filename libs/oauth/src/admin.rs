@@ -224,12 +224,13 @@ impl TokenService {
             .client(client_id)
             .await?
             .ok_or_else(|| OAuthError::NotFound(format!("no client '{client_id}'")))?;
-        self.append(ClientDisabled {
-            client_id: client_id.to_owned(),
-            revoked_before_ms: self.watermark_now(),
-        })
-        .await?;
-        Ok(())
+        let position = self
+            .append(ClientDisabled {
+                client_id: client_id.to_owned(),
+                revoked_before_ms: self.watermark_now(),
+            })
+            .await?;
+        self.await_consistency(position, None).await
     }
 
     pub async fn create_user(&self, new: NewUser) -> Result<()> {
@@ -266,12 +267,13 @@ impl TokenService {
             .user(username)
             .await?
             .ok_or_else(|| OAuthError::NotFound(format!("no user '{username}'")))?;
-        self.append(UserDisabled {
-            username: username.to_owned(),
-            revoked_before_ms: self.watermark_now(),
-        })
-        .await?;
-        Ok(())
+        let position = self
+            .append(UserDisabled {
+                username: username.to_owned(),
+                revoked_before_ms: self.watermark_now(),
+            })
+            .await?;
+        self.await_consistency(position, None).await
     }
 
     /// "Log out everywhere": every token of `sub` issued up to now.

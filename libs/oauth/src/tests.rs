@@ -13,12 +13,14 @@ use zeroize::Zeroizing;
 use crate::secrets::{Secret, SecretHasher};
 use crate::*;
 
-/// A log in a vector that projects each event at once; it can be switched off.
+/// A log in a vector that projects each event at once; it can be switched off, or keep
+/// events from the projection (a projector that lags).
 #[derive(Default)]
 struct MemLog {
     events: Mutex<Vec<Event>>,
     store: Arc<MemoryStore>,
     down: AtomicBool,
+    unprojected: AtomicBool,
 }
 
 #[async_trait]
@@ -35,7 +37,9 @@ impl EventLog for MemLog {
             partition: 0,
             offset: events.len() as u64,
         };
-        self.store.apply_now(pos, Some(&event));
+        if !self.unprojected.load(Ordering::SeqCst) {
+            self.store.apply_now(pos, Some(&event));
+        }
         events.push(event);
         Ok(pos)
     }
@@ -385,6 +389,22 @@ async fn disabled_clients_and_users_lose_their_tokens() {
     assert_eq!(
         h.svc.disable_client("ghost").await.err().map(|e| e.code()),
         Some("not_found")
+    );
+}
+
+#[tokio::test]
+async fn disabling_waits_for_the_projection_like_other_revocations() {
+    let h = Harness::new().await;
+    h.log.unprojected.store(true, Ordering::SeqCst);
+    // Strict (applied) consistency: an answer means every node rejects the tokens; a
+    // projection that does not apply the event in time is a 503, never a premature 204.
+    assert_eq!(
+        h.svc.disable_user("alice").await.err(),
+        Some(OAuthError::Unavailable)
+    );
+    assert_eq!(
+        h.svc.disable_client("app").await.err(),
+        Some(OAuthError::Unavailable)
     );
 }
 
