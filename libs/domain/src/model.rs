@@ -18,6 +18,22 @@ pub struct Client {
     pub disabled: bool,
 }
 
+impl From<&tokend_events::ClientRegistered> for Client {
+    fn from(e: &tokend_events::ClientRegistered) -> Self {
+        Self {
+            client_id: e.client_id.clone(),
+            name: e.name.clone(),
+            secret_digest: e.secret_digest.clone(),
+            grant_types: e.grant_types.clone(),
+            scopes: e.scopes.clone(),
+            default_scopes: e.default_scopes.clone(),
+            audiences: e.audiences.clone(),
+            redirect_uris: e.redirect_uris.clone(),
+            disabled: false,
+        }
+    }
+}
+
 impl Client {
     pub fn allows_grant(&self, grant_type: &str) -> bool {
         self.grant_types.iter().any(|g| g == grant_type)

@@ -88,7 +88,7 @@ impl Event {
     }
 }
 
-/// A client was registered (or re-registered with new settings).
+/// A client was registered (the first registration of an id wins; a later one changes nothing).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientRegistered {
     pub client_id: String,

@@ -8,7 +8,7 @@ use tokend_events::{
 };
 
 use crate::secrets::{self, Secret};
-use crate::{GRANT_TYPES, OAuthError, Result, TokenService};
+use crate::{Consistency, GRANT_TYPES, OAuthError, Result, TokenService};
 
 /// A client registration request.
 #[derive(Debug, Clone, Deserialize)]
@@ -186,7 +186,22 @@ impl TokenService {
             audiences: new.audiences,
             redirect_uris: new.redirect_uris,
         };
-        self.append(event.clone()).await?;
+        let position = self.append(event.clone()).await?;
+        // The log decides between two registrations of one id (say on two nodes, or before
+        // the projection had the first): the first wins, and only its caller hears 201.
+        self.await_consistency(position, Some(Consistency::Applied))
+            .await?;
+        let stored = self.store.client(&client_id).await?;
+        // (Compared as registered: a disable since then does not make it someone else's.)
+        if stored.map(|c| Client {
+            disabled: false,
+            ..c
+        }) != Some(Client::from(&event))
+        {
+            return Err(OAuthError::Conflict(format!(
+                "client '{client_id}' already exists"
+            )));
+        }
         let client = ClientInfo {
             client_id: event.client_id,
             name: event.name,
@@ -254,12 +269,22 @@ impl TokenService {
             .password_work(move || secrets::hash_password(password.expose()))
             .await?
             .ok_or(OAuthError::Internal)?;
-        self.append(UserCreated {
-            username: new.username,
-            password_hash: hash,
-        })
-        .await?;
-        Ok(())
+        let position = self
+            .append(UserCreated {
+                username: new.username.clone(),
+                password_hash: hash.clone(),
+            })
+            .await?;
+        // As for clients: the first creation of a name wins (each hash has its own salt).
+        self.await_consistency(position, Some(Consistency::Applied))
+            .await?;
+        match self.store.user(&new.username).await? {
+            Some(u) if u.password_hash == hash => Ok(()),
+            _ => Err(OAuthError::Conflict(format!(
+                "user '{}' already exists",
+                new.username
+            ))),
+        }
     }
 
     pub async fn disable_user(&self, username: &str) -> Result<()> {

@@ -189,21 +189,12 @@ impl State {
     pub fn apply(&mut self, event: &Event) {
         match event {
             Event::ClientRegistered(e) => {
+                // The first registration of an id wins: a later one (two nodes registering
+                // at once) changes nothing, and its node answers 409 (`register_client`).
                 let key = Key::Client(e.client_id.clone());
-                // Re-registering changes the settings, never re-enables a disabled client.
-                let disabled = matches!(self.get(&key), Some(Record::Client(c)) if c.disabled);
-                let client = Client {
-                    client_id: e.client_id.clone(),
-                    name: e.name.clone(),
-                    secret_digest: e.secret_digest.clone(),
-                    grant_types: e.grant_types.clone(),
-                    scopes: e.scopes.clone(),
-                    default_scopes: e.default_scopes.clone(),
-                    audiences: e.audiences.clone(),
-                    redirect_uris: e.redirect_uris.clone(),
-                    disabled,
-                };
-                self.put(key, Record::Client(Box::new(client)));
+                if self.get(&key).is_none() {
+                    self.put(key, Record::Client(Box::new(Client::from(e))));
+                }
             }
             Event::ClientDisabled(e) => {
                 self.update(Key::Client(e.client_id.clone()), |r| {
@@ -221,14 +212,16 @@ impl State {
                 e.revoked_before_ms,
             ),
             Event::UserCreated(e) => {
+                // The first creation of a name wins, as for clients.
                 let key = Key::User(e.username.clone());
-                let disabled = matches!(self.get(&key), Some(Record::User(u)) if u.disabled);
-                let user = User {
-                    username: e.username.clone(),
-                    password_hash: e.password_hash.clone(),
-                    disabled,
-                };
-                self.put(key, Record::User(user));
+                if self.get(&key).is_none() {
+                    let user = User {
+                        username: e.username.clone(),
+                        password_hash: e.password_hash.clone(),
+                        disabled: false,
+                    };
+                    self.put(key, Record::User(user));
+                }
             }
             Event::UserDisabled(e) => {
                 self.update(Key::User(e.username.clone()), |r| {

@@ -475,3 +475,37 @@ fn concurrent_uses_have_one_winner_and_within_the_grace_the_grant_lives_on() {
         assert_eq!(p.refresh_status("r2", 1100), RefreshStatus::Revoked);
     }
 }
+
+#[test]
+fn the_first_registration_of_a_name_wins() {
+    let reg = |name: &str, digest: &str| {
+        Event::ClientRegistered(ClientRegistered {
+            client_id: "app".into(),
+            name: name.into(),
+            secret_digest: Some(digest.into()),
+            grant_types: vec![],
+            scopes: vec![],
+            default_scopes: vec![],
+            audiences: vec![],
+            redirect_uris: vec![],
+        })
+    };
+    let user = |hash: &str| {
+        Event::UserCreated(UserCreated {
+            username: "alice".into(),
+            password_hash: hash.into(),
+        })
+    };
+    let p = replay(&[
+        reg("first", "d1"),
+        user("h1"),
+        reg("second", "d2"),
+        user("h2"),
+    ]);
+    let client = p.client("app").unwrap();
+    assert_eq!(
+        (client.name.as_str(), client.secret_digest.as_deref()),
+        ("first", Some("d1"))
+    );
+    assert_eq!(p.user("alice").unwrap().password_hash, "h1");
+}

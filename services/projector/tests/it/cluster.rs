@@ -181,6 +181,25 @@ impl Cluster {
         (status, resp.json().await.unwrap_or(serde_json::Value::Null))
     }
 
+    /// POST JSON to node `i`'s admin API.
+    pub async fn admin_json(
+        &self,
+        i: usize,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.nodes[i]))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     pub async fn admin(&self, i: usize, path: &str) -> u16 {
         self.http
             .post(format!("{}{path}", self.nodes[i]))

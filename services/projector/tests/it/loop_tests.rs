@@ -430,3 +430,74 @@ async fn concurrent_uses_of_one_refresh_token_or_code_have_exactly_one_winner() 
         );
     }
 }
+
+#[tokio::test]
+async fn concurrent_registrations_of_one_name_have_exactly_one_winner() {
+    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    let (c, _p) = cluster(2).await;
+    for round in 0..4 {
+        let id = format!("dup-client-{round}");
+        let client = |name: &str| {
+            serde_json::json!({"client_id": id, "name": name, "grant_types": ["client_credentials"],
+                "scopes": ["read"], "audiences": ["api"]})
+        };
+        let (a, b) = tokio::join!(
+            c.admin_json(0, "/admin/clients", client("on node 0")),
+            c.admin_json(1, "/admin/clients", client("on node 1"))
+        );
+        let results = [a, b];
+        let winners: Vec<_> = results.iter().filter(|(s, _)| *s == 201).collect();
+        assert_eq!(winners.len(), 1, "round {round}: {results:?}");
+        assert!(results.iter().any(|(s, _)| *s == 409), "{results:?}");
+        // The secret the winner was given is the one that works, on every node.
+        let secret = winners[0].1["client_secret"].as_str().unwrap();
+        for node in 0..2 {
+            let resp = reqwest::Client::new()
+                .post(format!("{}/oauth/token", c.nodes[node]))
+                .basic_auth(&id, Some(secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "round {round}, node {node}");
+        }
+
+        let user = format!("dup-user-{round}");
+        let (a, b) = tokio::join!(
+            c.admin_json(
+                0,
+                "/admin/users",
+                serde_json::json!({"username": user, "password": "password-zero"})
+            ),
+            c.admin_json(
+                1,
+                "/admin/users",
+                serde_json::json!({"username": user, "password": "password-one!"})
+            )
+        );
+        let statuses = [a.0, b.0];
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 201).count(),
+            1,
+            "{statuses:?}"
+        );
+        assert!(statuses.contains(&409), "{statuses:?}");
+        let password = if a.0 == 201 {
+            "password-zero"
+        } else {
+            "password-one!"
+        };
+        let (status, body) = c
+            .form(
+                1,
+                "/oauth/token",
+                &[
+                    ("grant_type", "password"),
+                    ("username", &user),
+                    ("password", password),
+                ],
+            )
+            .await;
+        assert_eq!(status, 200, "the winner's password works: {body}");
+    }
+}
