@@ -195,6 +195,10 @@ pub struct TokenFamilyRevoked {
     pub family_id: String,
     pub sub: String,
     pub reason: FamilyRevokeReason,
+    /// Set when the family may have no record yet (a browser session ended by logout): the
+    /// revoked family is recorded until then (seconds). Zero: only an existing one is revoked.
+    #[serde(default)]
+    pub until: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,6 +207,8 @@ pub enum FamilyRevokeReason {
     RefreshTokenReuse,
     AuthorizationCodeReplay,
     RevokedByClient,
+    /// The user signed out of a browser session.
+    Logout,
 }
 
 /// "Log out everywhere": every token of the subject issued before the watermark is revoked.

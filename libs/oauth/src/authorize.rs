@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 
-use tokend_domain::model::Client;
-use tokend_events::AuthorizationCodeIssued;
+use tokend_domain::model::{Client, RevocationQuery};
+use tokend_events::{AuthorizationCodeIssued, FamilyRevokeReason, TokenFamilyRevoked};
 
-use crate::browser::valid_challenge;
+use crate::browser::{Session, valid_challenge};
 use crate::secrets::{self, Secret};
 use crate::{Consistency, OAuthError, Result, TokenService, scope};
 
@@ -138,13 +138,40 @@ impl TokenService {
         }
     }
 
-    /// Whether a logged-in user still exists and is enabled.
-    pub async fn user_active(&self, username: &str) -> Result<bool> {
-        Ok(self
+    /// Whether a browser session still holds: its user exists and is enabled, it was not
+    /// ended by logout, and no "log out everywhere" came after the sign-in. Any node answers
+    /// the same (the projection decides, like for tokens).
+    pub async fn session_active(&self, session: &Session) -> Result<bool> {
+        let enabled = self
             .store
-            .user(username)
+            .user(&session.user)
             .await?
-            .is_some_and(|u| !u.disabled))
+            .is_some_and(|u| !u.disabled);
+        if !enabled {
+            return Ok(false);
+        }
+        let query = RevocationQuery {
+            jti: String::new(), // a session has no token id
+            family_id: session.sid.clone(),
+            sub: Some(session.user.clone()),
+            client_id: String::new(), // nor a client
+            auth_time_ms: session.auth_time_ms,
+        };
+        Ok(!self.store.is_revoked(&query).await?)
+    }
+
+    /// Ends a browser session everywhere: its family is revoked through the log. Answers
+    /// under the revocation consistency, like the other revocations.
+    pub async fn logout(&self, session: &Session) -> Result<()> {
+        let position = self
+            .append(TokenFamilyRevoked {
+                family_id: session.sid.clone(),
+                sub: session.user.clone(),
+                reason: FamilyRevokeReason::Logout,
+                until: session.exp,
+            })
+            .await?;
+        self.await_consistency(position, None).await
     }
 
     /// The user approved: issue a code (returned once; only its digest is stored).

@@ -8,6 +8,19 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+/// A browser's login session: who, since when, until when. Its `sid` is a token family id of
+/// its own, so ending it (logout) is one `TokenFamilyRevoked`, and "log out everywhere" or a
+/// disabled user ends it through the subject watermark, like the user's tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub user: String,
+    pub sid: String,
+    /// When the user signed in (ms).
+    pub auth_time_ms: i64,
+    /// Expiry (seconds).
+    pub exp: i64,
+}
+
 /// Signs and checks session cookies and CSRF tokens.
 #[derive(Clone)]
 pub struct BrowserKeys {
@@ -37,27 +50,48 @@ impl BrowserKeys {
         Self { session, csrf }
     }
 
-    /// `base64url(sub).exp.base64url(mac)`: a logged-in user until `exp` (seconds).
-    pub fn session(&self, sub: &str, exp: i64) -> String {
-        let sub = B64.encode(sub);
-        let exp = exp.to_string();
-        let tag = mac(&self.session, &[sub.as_bytes(), exp.as_bytes()]);
-        format!("{sub}.{exp}.{}", B64.encode(tag))
+    /// `base64url(user).sid.auth_time_ms.exp.base64url(mac)`.
+    pub fn session(&self, s: &Session) -> String {
+        let user = B64.encode(&s.user);
+        let (auth, exp) = (s.auth_time_ms.to_string(), s.exp.to_string());
+        let fields = [
+            user.as_bytes(),
+            s.sid.as_bytes(),
+            auth.as_bytes(),
+            exp.as_bytes(),
+        ];
+        let tag = mac(&self.session, &fields);
+        format!("{user}.{}.{auth}.{exp}.{}", s.sid, B64.encode(tag))
     }
 
-    /// The user of a session cookie that is authentic and not expired at `now_secs`.
-    pub fn session_user(&self, value: &str, now_secs: i64) -> Option<String> {
-        let mut parts = value.split('.');
-        let (sub, exp, tag) = (parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() {
+    /// The session of a cookie that is authentic and not expired at `now_secs`. Whether it
+    /// was ended since (logout, "log out everywhere", a disabled user) is the log's to say:
+    /// `TokenService::session_active`.
+    pub fn session_of(&self, value: &str, now_secs: i64) -> Option<Session> {
+        let parts: Vec<&str> = value.split('.').collect();
+        let [user, sid, auth, exp, tag] = parts.as_slice() else {
             return None;
-        }
-        let expected = mac(&self.session, &[sub.as_bytes(), exp.as_bytes()]);
+        };
+        let expected = mac(
+            &self.session,
+            &[
+                user.as_bytes(),
+                sid.as_bytes(),
+                auth.as_bytes(),
+                exp.as_bytes(),
+            ],
+        );
         let tag = B64.decode(tag).ok()?;
-        if !bool::from(expected.as_slice().ct_eq(&tag)) || exp.parse::<i64>().ok()? <= now_secs {
+        let exp = exp.parse::<i64>().ok()?;
+        if !bool::from(expected.as_slice().ct_eq(&tag)) || exp <= now_secs {
             return None;
         }
-        String::from_utf8(B64.decode(sub).ok()?).ok()
+        Some(Session {
+            user: String::from_utf8(B64.decode(user).ok()?).ok()?,
+            sid: (*sid).to_owned(),
+            auth_time_ms: auth.parse().ok()?,
+            exp,
+        })
     }
 
     /// The CSRF token for a browser's CSRF cookie value (double submit, signed).
@@ -99,14 +133,23 @@ mod tests {
     #[test]
     fn sessions_are_authentic_and_expire() {
         let k = keys();
-        let s = k.session("alice", 100);
-        assert_eq!(k.session_user(&s, 99), Some("alice".into()));
-        assert_eq!(k.session_user(&s, 100), None);
+        let session = Session {
+            user: "alice".into(),
+            sid: "s1".into(),
+            auth_time_ms: 7_000,
+            exp: 100,
+        };
+        let s = k.session(&session);
+        assert_eq!(k.session_of(&s, 99), Some(session));
+        assert_eq!(k.session_of(&s, 100), None);
         let forged = s.replacen(&B64.encode("alice"), &B64.encode("admin"), 1);
-        assert_eq!(k.session_user(&forged, 50), None);
+        assert_eq!(k.session_of(&forged, 50), None);
+        // A later sign-in time would escape a "log out everywhere": bound by the MAC too.
+        let younger = s.replacen(".7000.", ".9000.", 1);
+        assert_eq!(k.session_of(&younger, 50), None);
         let other = BrowserKeys::new(Zeroizing::new([9; 32]), Zeroizing::new([2; 32]));
-        assert_eq!(other.session_user(&s, 50), None);
-        assert_eq!(k.session_user("garbage", 50), None);
+        assert_eq!(other.session_of(&s, 50), None);
+        assert_eq!(k.session_of("garbage", 50), None);
     }
 
     #[test]

@@ -279,6 +279,7 @@ impl TokenService {
             family_id,
             sub,
             reason,
+            until: 0,
         })
         .await?;
         Ok(())

@@ -85,6 +85,7 @@ impl TokenService {
                 family_id: record.family_id,
                 sub: record.sub,
                 reason: FamilyRevokeReason::RevokedByClient,
+                until: 0,
             })
             .await?;
         Ok(Found::Yes(Some(position)))

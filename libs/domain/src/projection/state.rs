@@ -245,11 +245,21 @@ impl State {
                 );
             }
             Event::TokenFamilyRevoked(e) => {
-                self.update(Key::Family(e.family_id.clone()), |r| {
-                    if let Record::Family(f) = r {
-                        f.revoked = true;
-                    }
-                });
+                let key = Key::Family(e.family_id.clone());
+                if self.get(&key).is_none() && e.until > 0 {
+                    let family = FamilyRecord {
+                        revoked: true,
+                        until: e.until,
+                    };
+                    self.put(key, Record::Family(family));
+                } else {
+                    self.update(key, |r| {
+                        if let Record::Family(f) = r {
+                            f.revoked = true;
+                            f.until = f.until.max(e.until);
+                        }
+                    });
+                }
             }
             Event::AuthorizationCodeIssued(e) => {
                 let code = CodeRecord {

@@ -132,6 +132,7 @@ fn applying_on_the_touched_records_alone_gives_the_whole_state_result() {
             family_id: "f1".into(),
             sub: "alice".into(),
             reason: FamilyRevokeReason::RevokedByClient,
+            until: 0,
         }),
         Event::ClientDisabled(ClientDisabled {
             client_id: "app".into(),
@@ -227,6 +228,7 @@ fn family_revoke_is_one_record_and_covers_every_token_of_the_family() {
         family_id: "f1".into(),
         sub: "alice".into(),
         reason: FamilyRevokeReason::RefreshTokenReuse,
+        until: 0,
     });
     assert_eq!(keys(&revoke), vec![Key::Family("f1".into())]);
     p.apply(pos(3), Some(&revoke));

@@ -105,6 +105,7 @@ fn script() -> Vec<Event> {
             family_id: "f3".into(),
             sub: "bob".into(),
             reason: FamilyRevokeReason::RevokedByClient,
+            until: 0,
         }),
         issued("c1", "carol", "f4", Some("t1"), None),
         issued("c2", "carol", "f4", Some("t2"), Some("t1")),

@@ -92,10 +92,36 @@ fn consent_page(
     with_cookies(page, [set])
 }
 
-/// The logged-in, still enabled user of this browser.
+/// The logged-in user of this browser, if the session still holds (not logged out, no
+/// "log out everywhere" since, the user enabled).
 async fn user(s: &AppState, headers: &HeaderMap) -> Option<String> {
-    let user = s.browser.session_user(headers)?;
-    s.svc.user_active(&user).await.ok()?.then_some(user)
+    let session = s.browser.session(headers)?;
+    s.svc
+        .session_active(&session)
+        .await
+        .ok()?
+        .then_some(session.user)
+}
+
+/// `POST /oauth/logout` (a form with the CSRF token, as on the consent page): ends the
+/// browser's session on every node and removes its cookie.
+pub async fn logout(State(s): State<AppState>, form: OAuthRequest) -> Response {
+    let (headers, form) = (form.headers, form.form);
+    if !s.browser.csrf_ok(&headers, form.get("csrf")) {
+        return csrf_failed(&s);
+    }
+    if let Some(session) = s.browser.session(&headers)
+        && s.svc.logout(&session).await.is_err()
+    {
+        return s.browser.error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The service is busy and could not sign you out. Please try again.",
+        );
+    }
+    let page = s
+        .browser
+        .page(StatusCode::OK, "signed_out.html", minijinja::context! {});
+    with_cookies(page, [s.browser.logout_cookie()])
 }
 
 pub async fn start(

@@ -100,6 +100,7 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .route("/oauth/authorize", get(authorize::start))
         .route("/oauth/authorize/login", post(authorize::login))
         .route("/oauth/authorize/consent", post(authorize::consent))
+        .route("/oauth/logout", post(authorize::logout))
         .route("/healthz", get(meta::healthz))
         .route("/readyz", get(meta::readyz))
         .nest("/admin", admin::routes().layer(no_store()));

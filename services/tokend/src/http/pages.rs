@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use minijinja::Environment;
 use serde::Serialize;
 use tokend_domain::Clock;
-use tokend_oauth::browser::BrowserKeys;
+use tokend_oauth::browser::{BrowserKeys, Session};
 
 use crate::Config;
 
@@ -54,6 +54,10 @@ impl Browser {
             ("login.html", include_str!("../../templates/login.html")),
             ("consent.html", include_str!("../../templates/consent.html")),
             ("error.html", include_str!("../../templates/error.html")),
+            (
+                "signed_out.html",
+                include_str!("../../templates/signed_out.html"),
+            ),
         ] {
             env.add_template(name, source).expect("a valid template");
         }
@@ -125,19 +129,31 @@ impl Browser {
         token.is_some_and(|t| self.keys.csrf_ok(&cookie, t))
     }
 
-    /// The logged-in user of the request's session cookie.
-    pub fn session_user(&self, headers: &HeaderMap) -> Option<String> {
+    /// The authentic, unexpired session of the request's cookie (whether it was ended since
+    /// is `TokenService::session_active`'s to say).
+    pub fn session(&self, headers: &HeaderMap) -> Option<Session> {
         let value = cookie(headers, SESSION_COOKIE)?;
-        self.keys.session_user(&value, self.clock.now_secs())
+        self.keys.session_of(&value, self.clock.now_secs())
     }
 
+    /// A new session for `user`, signed in now, and its cookie.
     pub fn login_cookie(&self, user: &str) -> Option<HeaderValue> {
-        let exp = self.clock.now_secs() + self.session_ttl_secs;
+        let session = Session {
+            user: user.to_owned(),
+            sid: tokend_oauth::secrets::random_id(),
+            auth_time_ms: self.clock.now_ms(),
+            exp: self.clock.now_secs() + self.session_ttl_secs,
+        };
         self.set_cookie(
             SESSION_COOKIE,
-            &self.keys.session(user, exp),
+            &self.keys.session(&session),
             self.session_ttl_secs,
         )
+    }
+
+    /// Removes the session cookie.
+    pub fn logout_cookie(&self) -> Option<HeaderValue> {
+        self.set_cookie(SESSION_COOKIE, "", 0)
     }
 }
 

@@ -108,6 +108,26 @@ impl<'a> Browser<'a> {
         self.send(req).await
     }
 
+    /// Signs in from the login page of `query`; returns the consent page.
+    async fn sign_in(&mut self, query: &str) -> Page {
+        let login = self.get(&format!("/oauth/authorize?{query}")).await;
+        assert!(login.body.contains("Sign in"), "{}", login.body);
+        let password = self.node.password.clone();
+        let after = self
+            .post(
+                "/oauth/authorize/login",
+                &[
+                    ("csrf", &login.field("csrf")),
+                    ("request", &login.field("request")),
+                    ("username", "demo"),
+                    ("password", &password),
+                ],
+            )
+            .await;
+        assert_eq!(after.status, StatusCode::SEE_OTHER, "{}", after.body);
+        self.get(&after.location()).await
+    }
+
     /// Logs in and approves (or denies); returns the final redirect to the client.
     async fn flow(&mut self, query: &str, approve: bool) -> Page {
         let login = self.get(&format!("/oauth/authorize?{query}")).await;
@@ -503,4 +523,49 @@ async fn public_clients_use_the_code_flow_and_refresh_only() {
         m.json["response_types_supported"],
         serde_json::json!(["code"])
     );
+}
+
+#[tokio::test]
+async fn logout_and_log_out_everywhere_end_the_browser_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = TestNode::start(dir.path()).await;
+    let q = query(&n.client_id, "");
+    let authorize = format!("/oauth/authorize?{q}");
+    let mut b = Browser::new(&n);
+    let consent = b.sign_in(&q).await;
+    assert!(consent.body.contains("Allow access?"));
+    assert!(
+        b.get(&authorize).await.body.contains("Allow access?"),
+        "the session holds"
+    );
+
+    // "Log out everywhere" ends the browser session too, not only the tokens.
+    let revoked = n
+        .json(Method::POST, "/admin/subjects/demo/revoke", "", Some(ADMIN))
+        .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    assert!(b.get(&authorize).await.body.contains("Sign in"));
+
+    // A new sign-in (a millisecond later: the watermark covers its own millisecond), then
+    // the sign-out button of the consent page.
+    n.clock.advance_ms(1);
+    let consent = b.sign_in(&q).await;
+    let kept = b.cookies.clone(); // what a thief could have copied
+    let out = b
+        .post("/oauth/logout", &[("csrf", &consent.field("csrf"))])
+        .await;
+    assert_eq!(out.status, StatusCode::OK);
+    assert!(out.body.contains("signed out"));
+    assert!(b.get(&authorize).await.body.contains("Sign in"));
+    // Ended on the server, not only in this browser: the copied cookie no longer works.
+    let mut thief = Browser::new(&n);
+    thief.cookies = kept;
+    assert!(thief.get(&authorize).await.body.contains("Sign in"));
+
+    // Without the CSRF token, nothing is ended.
+    n.clock.advance_ms(1);
+    b.sign_in(&q).await;
+    let forged = b.post("/oauth/logout", &[("csrf", "forged")]).await;
+    assert_eq!(forged.status, StatusCode::BAD_REQUEST);
+    assert!(b.get(&authorize).await.body.contains("Allow access?"));
 }
