@@ -18,9 +18,13 @@ pub enum FrameError {
     #[error("event log I/O: {0}")]
     Io(#[from] std::io::Error),
     #[error(
-        "event log is damaged at byte {at} (record {index}), before its tail; refusing to start"
+        "event log is damaged at byte {at} (record {index}) and valid records follow it (the next at byte {next_valid_at}); refusing to start rather than drop acknowledged events. `tokend log verify` shows the damage; after a backup, `tokend log repair --to {index}` keeps records 0..{index} and drops the rest"
     )]
-    Corrupt { at: u64, index: u64 },
+    Corrupt {
+        at: u64,
+        index: u64,
+        next_valid_at: u64,
+    },
 }
 
 /// What was read back from a log file.
@@ -33,8 +37,52 @@ pub struct Recovered {
     pub torn_bytes: u64,
 }
 
-/// Reads every record of `path` (missing file: none).
+/// Reads every record of `path` (missing file: none). Only a torn *last* record (a write cut
+/// short by a crash: no complete record can follow it) is dropped; damage with a valid record
+/// after it is [`FrameError::Corrupt`], whatever field it hit.
 pub fn recover(path: &Path) -> Result<Recovered, FrameError> {
+    let bytes = read(path)?;
+    let (records, at) = valid_prefix(&bytes);
+    if let Some(next) = next_frame(&bytes, at) {
+        return Err(FrameError::Corrupt {
+            at: at as u64,
+            index: records.len() as u64,
+            next_valid_at: next as u64,
+        });
+    }
+    Ok(Recovered {
+        records: records.into_iter().map(<[u8]>::to_vec).collect(),
+        valid_len: at as u64,
+        torn_bytes: (bytes.len() - at) as u64,
+    })
+}
+
+/// Cuts the log at `path` to its first `keep` records (the operator's repair after
+/// `Corrupt`); returns the bytes dropped. Refuses to cut past the valid prefix.
+pub fn truncate_to(path: &Path, keep: u64) -> Result<u64, FrameError> {
+    let bytes = read(path)?;
+    let (records, valid) = valid_prefix(&bytes);
+    if keep > records.len() as u64 {
+        return Err(FrameError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "only records 0..{} are intact; cannot keep {keep}",
+                records.len()
+            ),
+        )));
+    }
+    let len: usize = records[..keep as usize]
+        .iter()
+        .map(|r| HEADER + r.len())
+        .sum();
+    debug_assert!(len <= valid);
+    let file = std::fs::OpenOptions::new().write(true).open(path)?;
+    file.set_len(len as u64)?;
+    file.sync_all()?;
+    Ok((bytes.len() - len) as u64)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, FrameError> {
     let mut bytes = Vec::new();
     match File::open(path) {
         Ok(mut f) => {
@@ -43,35 +91,33 @@ pub fn recover(path: &Path) -> Result<Recovered, FrameError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e.into()),
     }
+    Ok(bytes)
+}
+
+/// The intact records from the start, and where they end.
+fn valid_prefix(bytes: &[u8]) -> (Vec<&[u8]>, usize) {
     let mut records = Vec::new();
-    let mut at = 0usize;
-    while at < bytes.len() {
-        let rest = &bytes[at..];
-        let Some((len, crc)) = header(rest) else {
-            break; // a header cut short: torn tail
-        };
-        let end = HEADER + len;
-        if rest.len() < end {
-            break; // a payload cut short: torn tail
-        }
-        let payload = &rest[HEADER..end];
-        if crc32fast::hash(payload) != crc {
-            if rest.len() == end {
-                break; // the last record is damaged: torn tail
-            }
-            return Err(FrameError::Corrupt {
-                at: at as u64,
-                index: records.len() as u64,
-            });
-        }
-        records.push(payload.to_vec());
-        at += end;
+    let mut at = 0;
+    while let Some(payload) = frame_at(bytes, at) {
+        records.push(payload);
+        at += HEADER + payload.len();
     }
-    Ok(Recovered {
-        records,
-        valid_len: at as u64,
-        torn_bytes: (bytes.len() - at) as u64,
-    })
+    (records, at)
+}
+
+/// The payload of an intact record starting at `at`. Payloads are never empty (a zero-filled
+/// region, which some file systems leave after a crash, is not a run of records).
+fn frame_at(bytes: &[u8], at: usize) -> Option<&[u8]> {
+    let rest = bytes.get(at..)?;
+    let (len, crc) = header(rest)?;
+    let payload = rest.get(HEADER..HEADER.checked_add(len)?)?;
+    (len > 0 && crc32fast::hash(payload) == crc).then_some(payload)
+}
+
+/// The first offset after `at` where an intact record starts (a record after damage means
+/// the damage is not a torn tail).
+fn next_frame(bytes: &[u8], at: usize) -> Option<usize> {
+    (at + 1..bytes.len().saturating_sub(HEADER)).find(|&p| frame_at(bytes, p).is_some())
 }
 
 fn header(rest: &[u8]) -> Option<(usize, u32)> {

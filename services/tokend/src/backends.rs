@@ -53,7 +53,7 @@ fn open_embedded(data_dir: &Path, fsync: bool) -> anyhow::Result<(Arc<FileLog>, 
     let store = Arc::new(MemoryStore::default());
     let sink_store = store.clone();
     let log = FileLog::open(
-        &data_dir.join("events.log"),
+        &data_dir.join(crate::EVENT_LOG_FILE),
         FileLogOptions { fsync },
         Box::new(move |pos, bytes| project(&sink_store, pos, bytes)),
     )?;

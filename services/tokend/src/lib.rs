@@ -23,6 +23,9 @@ pub use config::Config;
 pub use seed::DemoSecrets;
 pub use tokend_verify::SystemClock;
 
+/// The embedded event log, under `storage.data_dir`.
+pub const EVENT_LOG_FILE: &str = "events.log";
+
 /// A wired node.
 pub struct Node {
     pub router: axum::Router,

@@ -1,19 +1,45 @@
-//! `tokend`: one token node. `tokend [--config FILE]` (or `TOKEND_CONFIG=FILE`).
+//! `tokend`: one token node. `tokend [--config FILE]` (or `TOKEND_CONFIG=FILE`) serves;
+//! `tokend log verify` and `tokend log repair --to N` check and repair the embedded event log.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
 use tokend::{Config, Node, SystemClock};
 use tracing_subscriber::EnvFilter;
 
-fn config_path() -> anyhow::Result<Option<PathBuf>> {
-    let mut args = std::env::args().skip(1);
-    match (args.next().as_deref(), args.next()) {
-        (None, _) => Ok(std::env::var_os("TOKEND_CONFIG").map(PathBuf::from)),
-        (Some("--config"), Some(path)) => Ok(Some(PathBuf::from(path))),
-        _ => bail!("usage: tokend [--config FILE]"),
-    }
+#[derive(Parser)]
+#[command(name = "tokend", about = "An event-sourced OAuth 2.0 token service.")]
+struct Cli {
+    /// The configuration file (TOML).
+    #[arg(long, global = true, env = "TOKEND_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve (the default).
+    Serve,
+    /// The embedded event log (`storage.data_dir/events.log`).
+    Log {
+        #[command(subcommand)]
+        action: LogAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum LogAction {
+    /// Reads the whole log and reports intact records, a torn tail, or damage (exit 1).
+    Verify,
+    /// Keeps records 0..N and drops the rest (after damage; back the file up first).
+    Repair {
+        /// How many records to keep: the `record` number `verify` reports as damaged.
+        #[arg(long)]
+        to: u64,
+    },
 }
 
 #[tokio::main]
@@ -23,7 +49,15 @@ async fn main() -> anyhow::Result<()> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    let config = Config::load(config_path()?.as_deref())?;
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Log { action } => log(&config, action),
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
     let node = Node::start(&config, Arc::new(SystemClock)).await?;
     if let Some(demo) = &node.demo {
         show_once(demo);
@@ -43,6 +77,42 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     tracing::info!("Token node stopped.");
     Ok(())
+}
+
+#[allow(clippy::print_stdout)]
+fn log(config: &Config, action: LogAction) -> anyhow::Result<()> {
+    let path = config.storage.data_dir.join(tokend::EVENT_LOG_FILE);
+    match action {
+        LogAction::Verify => {
+            let recovered = tokend_filelog::recover(&path)?;
+            println!(
+                "{}: {} intact records ({} bytes){}",
+                path.display(),
+                recovered.records.len(),
+                recovered.valid_len,
+                if recovered.torn_bytes > 0 {
+                    format!(
+                        ", then a torn tail of {} bytes that opening the log will cut",
+                        recovered.torn_bytes
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            Ok(())
+        }
+        LogAction::Repair { to } => {
+            if !path.exists() {
+                bail!("{} does not exist", path.display());
+            }
+            let dropped = tokend_filelog::truncate_to(&path, to)?;
+            println!(
+                "{}: kept records 0..{to}, dropped {dropped} bytes",
+                path.display()
+            );
+            Ok(())
+        }
+    }
 }
 
 /// The demo secrets go to the terminal once, never to the log.

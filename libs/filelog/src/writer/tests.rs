@@ -4,7 +4,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use super::*;
-use crate::recover;
+use crate::{recover, truncate_to};
 
 type Seen = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
 
@@ -92,4 +92,58 @@ async fn a_bad_checksum_on_the_last_record_is_a_torn_tail_but_earlier_is_corrupt
         Err(FrameError::Corrupt { index: 0, .. })
     ));
     assert!(FileLog::open(&path, FileLogOptions::default(), Box::new(|_, _| {})).is_err());
+}
+
+/// Three records, fsync off; returns the file's bytes.
+async fn three_records(path: &std::path::Path) -> Vec<u8> {
+    let log = FileLog::open(path, FileLogOptions { fsync: false }, Box::new(|_, _| {})).unwrap();
+    for r in [&b"first"[..], b"second", b"third"] {
+        log.append_bytes(r.to_vec()).await.unwrap();
+    }
+    drop(log);
+    std::fs::read(path).unwrap()
+}
+
+#[tokio::test]
+async fn a_damaged_length_in_the_middle_refuses_to_start_rather_than_drop_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.log");
+    let mut bytes = three_records(&path).await;
+    let second = 8 + b"first".len();
+    bytes[second + 3] = 0x7f; // the second record's length now runs past the end of the file
+    std::fs::write(&path, &bytes).unwrap();
+    let err = recover(&path).unwrap_err();
+    assert!(
+        matches!(err, FrameError::Corrupt { at, index: 1, .. } if at == second as u64),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("tokend log repair --to 1"),
+        "{err}"
+    );
+    assert!(FileLog::open(&path, FileLogOptions::default(), Box::new(|_, _| {})).is_err());
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was cut");
+
+    // The operator's repair keeps the intact prefix; the log opens again.
+    let dropped = truncate_to(&path, 1).unwrap();
+    assert_eq!(dropped as usize, bytes.len() - second);
+    assert!(
+        truncate_to(&path, 2).is_err(),
+        "cannot keep what is not intact"
+    );
+    assert_eq!(recover(&path).unwrap().records, vec![b"first".to_vec()]);
+}
+
+#[tokio::test]
+async fn a_zero_filled_tail_is_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.log");
+    let mut bytes = three_records(&path).await;
+    let len = bytes.len();
+    bytes.extend(std::iter::repeat_n(0u8, 4096)); // what a crash can leave behind
+    std::fs::write(&path, &bytes).unwrap();
+    let recovered = recover(&path).unwrap();
+    assert_eq!(recovered.records.len(), 3);
+    assert_eq!(recovered.valid_len as usize, len);
+    assert_eq!(recovered.torn_bytes, 4096);
 }

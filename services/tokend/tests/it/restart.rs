@@ -108,3 +108,63 @@ async fn a_torn_tail_is_survived() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn damage_before_the_tail_refuses_to_start_and_the_log_commands_repair_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = TestNode::start(dir.path()).await;
+    for _ in 0..3 {
+        first.password_grant().await;
+    }
+    let clock = first.clock.clone();
+    drop(first);
+    let path = dir.path().join(tokend::EVENT_LOG_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let intact = tokend_filelog::recover(&path).unwrap().records;
+    // Damage the length field of record 2: it now runs past the end of the file, which a
+    // torn tail would too, but intact records follow it.
+    let at: usize = intact[..2].iter().map(|r| 8 + r.len()).sum();
+    bytes[at + 3] = 0x7f;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let refused = tokend::Node::start(&config(dir.path()), clock.clone()).await;
+    let error = format!("{:#}", refused.err().expect("a damaged log must not open"));
+    assert!(error.contains("tokend log repair --to 2"), "{error}");
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was cut");
+
+    let cfg = dir.path().join("tokend.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[storage]\ndata_dir = {:?}\n",
+            dir.path().display().to_string()
+        ),
+    )
+    .unwrap();
+    let tokend = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tokend"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let verify = tokend(&["log", "verify"]);
+    assert!(!verify.status.success());
+    let said = String::from_utf8_lossy(&verify.stderr);
+    assert!(said.contains("record 2"), "{said}");
+    let repair = tokend(&["log", "repair", "--to", "2"]);
+    assert!(
+        repair.status.success(),
+        "{}",
+        String::from_utf8_lossy(&repair.stderr)
+    );
+    let verify = tokend(&["log", "verify"]);
+    assert!(verify.status.success());
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("2 intact records"));
+    assert!(
+        tokend::Node::start(&config(dir.path()), clock)
+            .await
+            .is_ok()
+    );
+}
