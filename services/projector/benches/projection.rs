@@ -151,11 +151,30 @@ fn in_memory(events: &[Event]) -> f64 {
     events.len() as f64 / started.elapsed().as_secs_f64()
 }
 
+/// No phase may hang the bench: past these it fails with what it knows.
+const PHASE_LIMIT: Duration = Duration::from_secs(300);
+const STALL_LIMIT: Duration = Duration::from_secs(30);
+
+async fn bounded<T>(limit: Duration, what: &str, f: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(limit, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what} took longer than {limit:?}"),
+    }
+}
+
 fn main() {
     let n: usize = std::env::var("EVENTS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(300_000);
+    // Warnings (and more with RUST_LOG) go to stderr, with the phase markers below.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .try_init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -178,7 +197,8 @@ fn main() {
 
         let memory = in_memory(&log);
         let decoding = decode_only(&log);
-        let read = read_only(&settings, n).await;
+        eprintln!("phase: read the log without applying");
+        let read = bounded(PHASE_LIMIT, "reading the log", read_only(&settings, n)).await;
 
         let config = |prefix: &str| Config {
             kafka: settings.clone(),
@@ -189,7 +209,10 @@ fn main() {
         };
         let rebuilt = config(&unique("rebuild"));
         let store = RedisStore::connect_with(&rebuilt.redis).await.unwrap();
-        let report = rebuild(&rebuilt, &store, false).await.unwrap();
+        eprintln!("phase: rebuild");
+        let report = bounded(PHASE_LIMIT, "rebuild", rebuild(&rebuilt, &store, false))
+            .await
+            .unwrap();
 
         // The live projector, started on the whole log: its catch-up rate.
         let live = config(&unique("live"));
@@ -203,8 +226,20 @@ fn main() {
                 run(&live, store, metrics, async move { let _ = stopped.await; }).await.unwrap();
             })
         };
+        eprintln!("phase: live catch-up");
+        let (mut last, mut since) = (0, Instant::now());
         while Metrics::get(&metrics.applied) < n as u64 {
             tokio::time::sleep(Duration::from_millis(5)).await;
+            let applied = Metrics::get(&metrics.applied);
+            if applied != last {
+                (last, since) = (applied, Instant::now());
+            } else if since.elapsed() > STALL_LIMIT {
+                eprintln!("{}", metrics.render());
+                for p in 0..6 {
+                    eprintln!("partition {p}: {:?}", store.partition_state(p).await);
+                }
+                panic!("the live projector made no progress for {STALL_LIMIT:?} at {applied} of {n}");
+            }
         }
         let live_rate = n as f64 / started.elapsed().as_secs_f64();
         let _ = stop.send(());
