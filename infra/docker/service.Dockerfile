@@ -13,6 +13,6 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates libcurl4 curl \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/tokend /src/target/release/projector /src/target/release/resource-server /usr/local/bin/
-RUN mkdir /keys && chown nobody /keys
+RUN mkdir /keys /secrets && chown nobody /keys /secrets
 USER nobody
 CMD ["tokend"]

@@ -21,6 +21,15 @@ pub fn kek(config: &Config) -> anyhow::Result<Kek> {
     if let Some(text) = given {
         return Kek::parse(&text).context("keys.kek");
     }
+    if config.storage.backend == config::Backend::Cluster {
+        // Each node would make its own: its own signing keys, and session cookies, CSRF
+        // tokens and client-secret digests no other node accepts.
+        bail!(
+            "cluster mode needs the operator's key-encryption key, the same on every node: set \
+             keys.kek_file (or TOKEND_KEYS__KEK) to 32 random bytes, base64 or hex \
+             (e.g. `head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n'`)"
+        );
+    }
     let path = config.storage.data_dir.join(DEV_KEK_FILE);
     tracing::warn!(
         path = %path.display(),

@@ -168,3 +168,20 @@ async fn damage_before_the_tail_refuses_to_start_and_the_log_commands_repair_it(
             .is_ok()
     );
 }
+
+#[tokio::test]
+async fn cluster_mode_refuses_to_start_without_an_operator_kek() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.storage.backend = tokend::config::Backend::Cluster;
+    c.keys.kek = None;
+    c.keys.kek_file = None;
+    let clock = std::sync::Arc::new(tokend_domain::ManualClock::new(1_700_000_000_000));
+    let refused = tokend::Node::start(&c, clock).await;
+    let error = format!("{:#}", refused.err().expect("no KEK, no cluster node"));
+    assert!(error.contains("key-encryption key"), "{error}");
+    assert!(
+        !dir.path().join("dev-kek").exists(),
+        "no development KEK is made in cluster mode"
+    );
+}
