@@ -1,13 +1,14 @@
 //! Keys for a resource server that is not a token node: discovered through the RFC 8414
-//! metadata document, fetched from the JWKS, cached as its `Cache-Control: max-age` allows,
-//! and refetched (at most once per `min_refetch_interval`) when a token names an unknown `kid`.
+//! metadata document, fetched from the JWKS, cached as its `Cache-Control: max-age` allows
+//! (refreshed in the background once expired), and refetched (at most once per
+//! `min_refetch_interval`) when a token names an unknown `kid`.
 
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokend_jwt::{AccessClaims, PublicKeySet, VerifyError, VerifyPolicy};
-use tokio::sync::Mutex;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::KeySet;
@@ -44,18 +45,36 @@ struct Cached {
     expires: Instant,
 }
 
+/// A JWKS cache that never makes a request wait on the issuer for keys it already has: an
+/// expired set is refreshed in the background while the cached one keeps serving, and
+/// concurrent refreshes are one fetch (single flight). Only a token naming an unknown `kid`
+/// waits, at most `timeout`, for the one fetch in flight.
+#[derive(Clone)]
 pub struct RemoteKeys {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     http: reqwest::Client,
     jwks_uri: String,
     options: RemoteOptions,
     cached: RwLock<Cached>,
-    last_fetch: Mutex<Option<Instant>>,
+    /// When the last fetch started; the single-flight flag and the rate limit live under it.
+    flight: std::sync::Mutex<Flight>,
+    /// Bumped when a fetch ends (either way): what waiters wait for.
+    done: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct Flight {
+    in_flight: bool,
+    last_start: Option<Instant>,
 }
 
 impl std::fmt::Debug for RemoteKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RemoteKeys")
-            .field("jwks_uri", &self.jwks_uri)
+            .field("jwks_uri", &self.inner.jwks_uri)
             .finish_non_exhaustive()
     }
 }
@@ -79,7 +98,7 @@ impl RemoteKeys {
             .as_str()
             .ok_or_else(|| RemoteError::NoJwksUri(url.clone()))?
             .to_owned();
-        let remote = Self {
+        let inner = Inner {
             http,
             jwks_uri,
             options,
@@ -87,12 +106,56 @@ impl RemoteKeys {
                 keys: PublicKeySet::default(),
                 expires: Instant::now(),
             }),
-            last_fetch: Mutex::new(None),
+            flight: std::sync::Mutex::default(),
+            done: watch::Sender::new(0),
         };
-        remote.fetch().await?;
-        Ok(remote)
+        inner.fetch().await?;
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
     }
 
+    /// Starts a fetch unless one is in flight (then joins it) or one started within
+    /// `min_interval`; returns what to wait on, if anything runs.
+    fn start_fetch(&self, min_interval: Duration) -> Option<watch::Receiver<u64>> {
+        let done = self.inner.done.subscribe();
+        {
+            let mut flight = self
+                .inner
+                .flight
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if flight.in_flight {
+                return Some(done);
+            }
+            if flight
+                .last_start
+                .is_some_and(|at| at.elapsed() < min_interval)
+            {
+                return None;
+            }
+            *flight = Flight {
+                in_flight: true,
+                last_start: Some(Instant::now()),
+            };
+        }
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            if let Err(error) = inner.fetch().await {
+                tracing::warn!(%error, "JWKS refetch failed; keeping the cached keys.");
+            }
+            inner
+                .flight
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .in_flight = false;
+            inner.done.send_modify(|n| *n += 1);
+        });
+        Some(done)
+    }
+}
+
+impl Inner {
     async fn fetch(&self) -> Result<(), RemoteError> {
         let (jwks, max_age) = get_json(&self.http, &self.jwks_uri).await?;
         let cached = Cached {
@@ -104,22 +167,6 @@ impl RemoteKeys {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = cached;
         Ok(())
-    }
-
-    /// Fetches unless a fetch happened within `min_interval`; `true` if it fetched.
-    async fn fetch_limited(&self, min_interval: Duration) -> bool {
-        let mut last = self.last_fetch.lock().await;
-        if last.is_some_and(|at| at.elapsed() < min_interval) {
-            return false;
-        }
-        *last = Some(Instant::now());
-        match self.fetch().await {
-            Ok(()) => true,
-            Err(error) => {
-                tracing::warn!(%error, "JWKS refetch failed; keeping the cached keys.");
-                false
-            }
-        }
     }
 }
 
@@ -168,27 +215,35 @@ impl KeySet for RemoteKeys {
         now_secs: i64,
     ) -> Result<AccessClaims, VerifyError> {
         let cached = self
+            .inner
             .cached
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         policy.verify(&cached.keys, token, now_secs)
     }
 
-    async fn refresh_if_stale(&self) {
+    fn refresh_if_stale(&self) {
         let stale = {
             let cached = self
+                .inner
                 .cached
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             Instant::now() >= cached.expires
         };
         if stale {
-            self.fetch_limited(Duration::from_secs(1)).await;
+            let _ = self.start_fetch(Duration::from_secs(1)); // in the background
         }
     }
 
     async fn refresh_for_unknown_kid(&self) -> bool {
-        self.fetch_limited(self.options.min_refetch_interval).await
+        let Some(mut done) = self.start_fetch(self.inner.options.min_refetch_interval) else {
+            return false;
+        };
+        matches!(
+            tokio::time::timeout(self.inner.options.timeout, done.changed()).await,
+            Ok(Ok(()))
+        )
     }
 }
 

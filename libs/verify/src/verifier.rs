@@ -29,8 +29,9 @@ pub trait KeySet: Send + Sync {
         now_secs: i64,
     ) -> Result<AccessClaims, VerifyError>;
 
-    /// Called before each verification: a cached remote key set refetches once expired.
-    async fn refresh_if_stale(&self) {}
+    /// Called before each verification, and must not wait: a cached remote key set starts a
+    /// background refetch once expired and keeps serving what it has.
+    fn refresh_if_stale(&self) {}
 
     /// Called when a token names an unknown `kid`; `true` when the keys were refetched (a
     /// remote key set rate-limits this).
@@ -125,7 +126,7 @@ impl Verifier {
 
     /// The whole check.
     pub async fn verify(&self, token: &str) -> Result<AccessClaims, Rejection> {
-        self.keys.refresh_if_stale().await;
+        self.keys.refresh_if_stale();
         let claims = match self.check_signature(token) {
             Err(VerifyError::UnknownKey) if self.keys.refresh_for_unknown_kid().await => {
                 self.check_signature(token)?

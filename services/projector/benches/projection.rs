@@ -10,7 +10,9 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::print_stdout,
-    clippy::disallowed_methods
+    clippy::disallowed_methods,
+    clippy::panic,
+    clippy::print_stderr
 )]
 
 use std::collections::HashMap;
