@@ -181,6 +181,7 @@ fn main() {
             config.storage.backend = Backend::Cluster;
             config.storage.data_dir = keys.path().to_path_buf();
             config.keys.kek = Some("22".repeat(32));
+            config.rate_limit.enabled = false; // a load generator is one client
             config.tokens.issuer = nodes.first().cloned().unwrap_or_else(|| url.clone());
             config.seed.demo = i == 0;
             config.kafka = kafka_settings.clone();

@@ -22,6 +22,36 @@ pub struct Config {
     pub kafka: tokend_kafka::KafkaSettings,
     pub redis: tokend_redis::RedisSettings,
     pub revocation: Revocation,
+    pub rate_limit: RateLimit,
+}
+
+/// Request rate limits, per node (see `http::limits`). A limit of 0 turns that one off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimit {
+    /// Off switch for all of them (load tests).
+    pub enabled: bool,
+    /// Token, introspection and revocation requests per second, per client id.
+    pub client_per_sec: u32,
+    /// How many of those may come at once above the rate.
+    pub client_burst: u32,
+    /// Password checks (`/login`, the password grant, the login form) per minute, per source
+    /// address; burst the same.
+    pub password_per_min_per_address: u32,
+    /// Password checks per minute, per user name (guessing one account from many addresses).
+    pub password_per_min_per_user: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            client_per_sec: 1000,
+            client_burst: 2000,
+            password_per_min_per_address: 60,
+            password_per_min_per_user: 30,
+        }
+    }
 }
 
 /// Where events and the projection live.

@@ -72,7 +72,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "Token node listening."
     );
     tokio::spawn(node.pruner());
-    axum::serve(listener, node.router)
+    // The peer address feeds the per-address rate limit on password checks.
+    let app = node
+        .router
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown())
         .await?;
     tracing::info!("Token node stopped.");

@@ -147,7 +147,7 @@ fn csrf_failed(s: &AppState) -> Response {
 }
 
 pub async fn login(State(s): State<AppState>, form: OAuthRequest) -> Response {
-    let (headers, form) = (form.headers, form.form);
+    let (headers, form, peer) = (form.headers, form.form, form.peer);
     if !s.browser.csrf_ok(&headers, form.get("csrf")) {
         return csrf_failed(&s);
     }
@@ -157,6 +157,22 @@ pub async fn login(State(s): State<AppState>, form: OAuthRequest) -> Response {
         Err(r) => return r,
     };
     let username = form.get("username").unwrap_or_default();
+    if let Err(limited) = s.limits.password(peer, username) {
+        let wait = format!(
+            "Too many sign-in attempts. Try again in {} seconds.",
+            limited.retry_after_secs
+        );
+        let page = login_page(
+            &s,
+            &headers,
+            &req,
+            &request,
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(&wait),
+            username,
+        );
+        return super::pages::with_retry_after(page, limited.retry_after_secs);
+    }
     let password = Secret::new(form.get("password").unwrap_or_default());
     match s.svc.check_user(username, &password).await {
         Ok(()) => with_cookies(

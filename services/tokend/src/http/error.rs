@@ -14,8 +14,16 @@ pub enum ApiError {
     AdminUnauthorized,
     /// `/login` with a wrong user name or password.
     LoginFailed,
+    /// Over a rate limit (`http::limits`).
+    RateLimited(super::limits::Limited),
     NotFound,
     MethodNotAllowed,
+}
+
+impl From<super::limits::Limited> for ApiError {
+    fn from(l: super::limits::Limited) -> Self {
+        Self::RateLimited(l)
+    }
 }
 
 impl From<OAuthError> for ApiError {
@@ -95,6 +103,17 @@ impl IntoResponse for ApiError {
                 StatusCode::UNAUTHORIZED,
                 "invalid_grant",
                 "invalid username or password",
+            ),
+            ApiError::RateLimited(limited) => super::pages::with_retry_after(
+                body(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "temporarily_unavailable",
+                    &format!(
+                        "too many requests; retry after {} s",
+                        limited.retry_after_secs
+                    ),
+                ),
+                limited.retry_after_secs,
             ),
             ApiError::NotFound => body(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
             ApiError::MethodNotAllowed => body(

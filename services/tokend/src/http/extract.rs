@@ -3,9 +3,11 @@
 //! credentials (`client_secret_basic` or `client_secret_post`).
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -85,10 +87,28 @@ async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Ap
     })
 }
 
-/// The form body plus the headers (for client authentication).
+/// The address the request came from, when the server knows it (`ConnectInfo`).
+pub struct Peer(pub Option<IpAddr>);
+
+fn peer(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(peer(&parts.extensions)))
+    }
+}
+
+/// The form body plus the headers (for client authentication) and the peer address.
 pub struct OAuthRequest {
     pub form: OAuthForm,
     pub headers: HeaderMap,
+    pub peer: Option<IpAddr>,
 }
 
 impl<S: Send + Sync> FromRequest<S> for OAuthRequest {
@@ -101,10 +121,12 @@ impl<S: Send + Sync> FromRequest<S> for OAuthRequest {
             ));
         }
         let headers = req.headers().clone();
+        let peer = peer(req.extensions());
         let bytes = body_bytes(req, state).await?;
         Ok(Self {
             form: OAuthForm::parse(&bytes)?,
             headers,
+            peer,
         })
     }
 }

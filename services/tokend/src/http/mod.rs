@@ -4,6 +4,7 @@ mod admin;
 mod authorize;
 mod error;
 mod extract;
+mod limits;
 mod meta;
 mod oauth;
 mod pages;
@@ -36,6 +37,7 @@ pub struct AppState {
     admin_token_digest: Option<[u8; 32]>,
     jwks_max_age_secs: u64,
     browser: Arc<pages::Browser>,
+    limits: Arc<limits::Limits>,
 }
 
 impl AppState {
@@ -56,8 +58,27 @@ impl AppState {
             admin_token_digest: admin_token.map(|t| Sha256::digest(t.as_bytes()).into()),
             jwks_max_age_secs: config.tokens.jwks_max_age_secs,
             browser: Arc::new(pages::Browser::new(browser_keys, clock, config)),
+            limits: limits_pruned(limits::Limits::new(&config.rate_limit)),
         }
     }
+}
+
+/// The limits, with a task that prunes recovered keys every minute while the node lives.
+fn limits_pruned(limits: limits::Limits) -> Arc<limits::Limits> {
+    let limits = Arc::new(limits);
+    let weak = Arc::downgrade(&limits);
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        every.tick().await;
+        loop {
+            every.tick().await;
+            match weak.upgrade() {
+                Some(l) => l.prune(),
+                None => return,
+            }
+        }
+    });
+    limits
 }
 
 impl FromRef<AppState> for Arc<Verifier> {

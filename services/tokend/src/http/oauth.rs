@@ -34,8 +34,13 @@ pub async fn token(
     req: OAuthRequest,
 ) -> Result<impl IntoResponse, ApiError> {
     let creds = req.client()?;
+    s.limits.client(&creds.client_id)?;
+    let grant = grant(&req.form)?;
+    if let Grant::Password { username, .. } = &grant {
+        s.limits.password(req.peer, username)?;
+    }
     let request = TokenRequest {
-        grant: grant(&req.form)?,
+        grant,
         scope: req.form.get("scope").map(str::to_owned),
         audience: req.form.get("audience").map(str::to_owned),
     };
@@ -47,6 +52,7 @@ pub async fn revoke(
     req: OAuthRequest,
 ) -> Result<impl IntoResponse, ApiError> {
     let creds = req.client()?;
+    s.limits.client(&creds.client_id)?;
     let token = req.form.secret("token")?;
     let consistency = match req.form.get("consistency") {
         None => None,
@@ -65,6 +71,7 @@ pub async fn introspect(
     req: OAuthRequest,
 ) -> Result<impl IntoResponse, ApiError> {
     let creds = req.client()?;
+    s.limits.client(&creds.client_id)?;
     let token = req
         .form
         .secret("token")

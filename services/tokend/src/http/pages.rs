@@ -168,6 +168,14 @@ pub fn with_cookies(
     r
 }
 
+/// Adds `Retry-After` (seconds) to a response.
+pub fn with_retry_after(mut r: Response, secs: u64) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
 /// A `303 See Other` to `uri` with `params` added to its query.
 pub fn redirect(uri: &str, params: &[(&str, &str)]) -> Response {
     use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};

@@ -10,7 +10,7 @@ use tokend_verify::Bearer;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::JsonBody;
+use super::extract::{JsonBody, Peer};
 
 #[derive(Deserialize)]
 pub struct Login {
@@ -20,8 +20,10 @@ pub struct Login {
 
 pub async fn login(
     State(s): State<AppState>,
+    Peer(peer): Peer,
     JsonBody(body): JsonBody<Login>,
 ) -> Result<Json<tokend_oauth::TokenResponse>, ApiError> {
+    s.limits.password(peer, &body.username)?;
     let password = Secret::new(body.password);
     match s.svc.login(&body.username, &password).await {
         Ok(tokens) => Ok(Json(tokens)),

@@ -6,6 +6,7 @@ mod authorize;
 mod bad_input;
 mod browser;
 mod harness;
+mod limits;
 mod oauth;
 mod restart;
 mod seed;
