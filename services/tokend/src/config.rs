@@ -91,6 +91,25 @@ pub struct Server {
     pub max_body_bytes: usize,
     /// Origins allowed by CORS; `["*"]` for any. Empty: no CORS headers.
     pub cors_allowed_origins: Vec<String>,
+    /// HTTPS on `listen_addr` (unset: plain HTTP, e.g. behind a TLS-terminating proxy).
+    pub tls: Option<Tls>,
+    /// A plain-HTTP listener next to the TLS one; only with `tls`.
+    pub plain_listen_addr: Option<SocketAddr>,
+}
+
+/// The certificate chain and private key (PEM files), reloaded when they change.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// How often the files are checked for a change.
+    #[serde(default = "default_reload_ms")]
+    pub reload_interval_ms: u64,
+}
+
+fn default_reload_ms() -> u64 {
+    5000
 }
 
 impl Default for Server {
@@ -99,6 +118,8 @@ impl Default for Server {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 16 * 1024,
             cors_allowed_origins: Vec::new(),
+            tls: None,
+            plain_listen_addr: None,
         }
     }
 }
@@ -260,6 +281,12 @@ impl Config {
         }
         if t.issuer.is_empty() {
             bail!("tokens.issuer must be set");
+        }
+        if self.server.plain_listen_addr.is_some() && self.server.tls.is_none() {
+            bail!(
+                "server.plain_listen_addr is a plain listener next to TLS; without server.tls, \
+                 server.listen_addr is plain already"
+            );
         }
         Ok(())
     }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod http;
 mod keys;
 mod seed;
+mod serve;
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use tokend_verify::Verifier;
 
 pub use config::Config;
 pub use seed::DemoSecrets;
+pub use serve::{Listeners, serve};
 pub use tokend_verify::SystemClock;
 
 /// The embedded event log, under `storage.data_dir`.

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Parser, Subcommand};
 use tokend::{Config, Node, SystemClock};
 use tracing_subscriber::EnvFilter;
@@ -62,23 +62,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(demo) = &node.demo {
         show_once(demo);
     }
-    let listener = tokio::net::TcpListener::bind(config.server.listen_addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.server.listen_addr))?;
+    let listeners = tokend::Listeners::bind(&config)?;
     tracing::info!(
         addr = %config.server.listen_addr,
+        tls = config.server.tls.is_some(),
+        plain = ?config.server.plain_listen_addr,
         issuer = %config.tokens.issuer,
         data_dir = %config.storage.data_dir.display(),
         "Token node listening."
     );
     tokio::spawn(node.pruner());
-    // The peer address feeds the per-address rate limit on password checks.
-    let app = node
-        .router
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    tokend::serve(listeners, &config, node.router, shutdown()).await?;
     tracing::info!("Token node stopped.");
     Ok(())
 }

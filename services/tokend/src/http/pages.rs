@@ -105,6 +105,13 @@ impl Browser {
             HeaderValue::from_static("no-referrer"),
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if self.secure {
+            // The issuer is https: browsers must never come back over plain HTTP.
+            h.insert(
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static("max-age=31536000"),
+            );
+        }
         r
     }
 

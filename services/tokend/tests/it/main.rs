@@ -10,3 +10,4 @@ mod limits;
 mod oauth;
 mod restart;
 mod seed;
+mod tls;
