@@ -569,3 +569,35 @@ async fn logout_and_log_out_everywhere_end_the_browser_session() {
     assert_eq!(forged.status, StatusCode::BAD_REQUEST);
     assert!(b.get(&authorize).await.body.contains("Allow access?"));
 }
+
+#[tokio::test]
+async fn the_login_form_is_rate_limited_per_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = crate::harness::config(dir.path());
+    c.rate_limit.password_per_min_per_user = 2;
+    let n = TestNode::with_config(&c).await;
+    let mut b = Browser::new(&n);
+    let login = b
+        .get(&format!("/oauth/authorize?{}", query(&n.client_id, "")))
+        .await;
+    let attempt = |password: &'static str| {
+        [
+            ("csrf", login.field("csrf")),
+            ("request", login.field("request")),
+            ("username", "demo".to_owned()),
+            ("password", password.to_owned()),
+        ]
+    };
+    for _ in 0..2 {
+        let form = attempt("wrong-password");
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = b.post("/oauth/authorize/login", &form).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let form = attempt("wrong-password");
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = b.post("/oauth/authorize/login", &form).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.body.contains("Too many sign-in attempts"), "{}", r.body);
+    assert!(r.headers.get(header::RETRY_AFTER).is_some());
+}
