@@ -111,6 +111,7 @@ impl<'a> Browser<'a> {
     /// Signs in from the login page of `query`; returns the consent page.
     async fn sign_in(&mut self, query: &str) -> Page {
         let login = self.get(&format!("/oauth/authorize?{query}")).await;
+        assert_eq!(login.status, StatusCode::OK, "{}", login.body);
         assert!(login.body.contains("Sign in"), "{}", login.body);
         let password = self.node.password.clone();
         let after = self
@@ -130,22 +131,7 @@ impl<'a> Browser<'a> {
 
     /// Logs in and approves (or denies); returns the final redirect to the client.
     async fn flow(&mut self, query: &str, approve: bool) -> Page {
-        let login = self.get(&format!("/oauth/authorize?{query}")).await;
-        assert_eq!(login.status, StatusCode::OK, "{}", login.body);
-        let password = self.node.password.clone();
-        let after = self
-            .post(
-                "/oauth/authorize/login",
-                &[
-                    ("csrf", &login.field("csrf")),
-                    ("request", &login.field("request")),
-                    ("username", "demo"),
-                    ("password", &password),
-                ],
-            )
-            .await;
-        assert_eq!(after.status, StatusCode::SEE_OTHER, "{}", after.body);
-        let consent = self.get(&after.location()).await;
+        let consent = self.sign_in(query).await;
         assert_eq!(consent.status, StatusCode::OK);
         assert!(consent.body.contains("Allow access?"));
         let decision = if approve { "approve" } else { "deny" };
