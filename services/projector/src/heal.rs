@@ -3,7 +3,8 @@
 //! - The projection went back on a partition (Redis lost data, a failover to a replica that
 //!   missed writes, a restore): the partition is marked incomplete, so readers answer 503
 //!   rather than from the older state, and its worker replays from where the projection is.
-//! - A worker that does not know where to start is sought to the projection's offset.
+//! - A worker that does not know where to start is told the projection's offset (records
+//!   before it are passed over; if the consumer starts past it, the next rule seeks back).
 //! - A worker that passed records over (they came after the one it expects, e.g. a seek that
 //!   did not take), or that waits while the consumer has delivered past what it applied, is
 //!   sought back to the offset it expects. The second rule needs no further record: at the
@@ -15,15 +16,35 @@
 //! What to do is decided by [`plan`], a pure function of what was observed; the check only
 //! observes and carries it out. Expectations are changed with a compare-and-swap against the
 //! value observed, so a worker that moved on meanwhile is never sent back to a stale offset.
+//! The check runs as a task of its own: its Redis reads and its (blocking) watermark queries
+//! never hold up the loop that hands records to the workers.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokend_kafka::rdkafka::Offset;
 use tokend_kafka::rdkafka::consumer::Consumer;
 
 use crate::Metrics;
-use crate::worker::{Shared, UNKNOWN, Worker, seek};
+use crate::worker::{Progress, Shared, UNKNOWN, seek};
+
+/// The workers of this member's partitions, as the consumer loop keeps them.
+pub(crate) type Workers = Arc<Mutex<HashMap<i32, Arc<Progress>>>>;
+
+/// Checks every `interval` until dropped (the loop aborts it at shutdown).
+pub(crate) async fn heal(shared: Shared, workers: Workers, partitions: u32, interval: Duration) {
+    let mut every = tokio::time::interval(interval);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let snapshot = workers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        check(&shared, &snapshot, partitions).await;
+    }
+}
 
 /// What one check saw of one partition.
 #[derive(Debug, Clone, Copy)]
@@ -44,7 +65,7 @@ pub(crate) struct Observed {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Plan {
     Nothing,
-    /// The worker does not know where to start: expect and seek `at`.
+    /// The worker does not know where to start: expect `at`.
     Start {
         at: u64,
     },
@@ -72,7 +93,7 @@ pub(crate) fn plan(o: Observed) -> Plan {
     Plan::Nothing
 }
 
-pub(crate) async fn check(shared: &Shared, workers: &HashMap<i32, Worker>, partitions: u32) {
+async fn check(shared: &Shared, workers: &HashMap<i32, Arc<Progress>>, partitions: u32) {
     let delivered = delivered(shared);
     for (&p, worker) in workers {
         let partition = u32::try_from(p).unwrap_or_default();
@@ -92,9 +113,7 @@ pub(crate) async fn check(shared: &Shared, workers: &HashMap<i32, Worker>, parti
         match plan(observed) {
             Plan::Nothing => {}
             Plan::Start { at } => {
-                if worker.expect_instead_of(expected, at) && !seek(shared, p, at).await {
-                    worker.expect_instead_of(at, UNKNOWN); // try again at the next check
-                }
+                worker.expect_instead_of(expected, at);
             }
             Plan::Rollback { to } => {
                 Metrics::inc(&shared.metrics.generation_resets);
@@ -196,7 +215,7 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_start_seeks_to_the_projection() {
+    fn an_unknown_start_expects_the_projections_offset() {
         assert_eq!(plan(at(UNKNOWN, 40)), Plan::Start { at: 40 });
     }
 

@@ -11,9 +11,17 @@ use tokend_kafka::rdkafka::message::Message;
 use tokend_kafka::{GroupConsumer, KafkaEventLog, Rebalanced, close_within, group_consumer};
 use tokend_redis::RedisStore;
 
-use crate::heal::check;
+use crate::heal::{Workers, heal};
 use crate::worker::{Shared, Worker};
 use crate::{Config, Metrics};
+
+fn lock(
+    workers: &Workers,
+) -> std::sync::MutexGuard<'_, HashMap<i32, Arc<crate::worker::Progress>>> {
+    workers
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// How long shutdown waits for the batches in hand, and then for Kafka to take the final
 /// commit, before it leaves them behind.
@@ -42,34 +50,45 @@ pub async fn run(
     };
     tracing::info!(topic = %config.kafka.topic, group = %config.group_id, partitions, "Projector consuming.");
     let mut workers: HashMap<i32, Worker> = HashMap::new();
-    let mut heal = tokio::time::interval(Duration::from_millis(config.heal_interval_ms.max(10)));
-    // A check that takes longer than the interval must not run back to back: with the
-    // records waiting, that starved the consumer (a partition of a large backlog stalled).
-    heal.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // The heal check runs beside this loop, on what the workers share with it.
+    let progress: Workers = Arc::default();
+    // In a set, so it ends with this function however it ends (even aborted): a check left
+    // running would keep the consumer, and its partitions, from the group.
+    let mut healer = tokio::task::JoinSet::new();
+    healer.spawn(heal(
+        shared.clone(),
+        progress.clone(),
+        partitions,
+        Duration::from_millis(config.heal_interval_ms.max(10)),
+    ));
+    let start = |workers: &mut HashMap<i32, Worker>, p: i32| {
+        workers.entry(p).or_insert_with(|| {
+            let w = Worker::start(p, shared.clone());
+            lock(&progress).insert(p, w.progress.clone());
+            w
+        });
+    };
     tokio::pin!(shutdown);
     'consume: loop {
-        // Not biased: records, rebalances, checks and shutdown each get their turn.
+        // Not biased: records, rebalances and shutdown each get their turn.
         tokio::select! {
             () = &mut shutdown => break,
             Some(change) = rebalances.recv() => match change {
                 Rebalanced::Assigned(ps) => {
                     tracing::info!(partitions = ?ps, "Partitions assigned.");
                     for p in ps {
-                        workers.entry(p).or_insert_with(|| Worker::start(p, shared.clone()));
+                        start(&mut workers, p);
                     }
                 }
                 Rebalanced::Revoked(ps) => {
                     tracing::info!(partitions = ?ps, "Partitions revoked.");
                     for p in ps {
+                        lock(&progress).remove(&p);
                         if let Some(w) = workers.remove(&p) {
                             w.stop();
                         }
                     }
                 }
-            },
-            _ = heal.tick() => tokio::select! {
-                () = check(&shared, &workers, partitions) => {}
-                () = &mut shutdown => break,
             },
             message = consumer.recv() => {
                 let message = match message {
@@ -81,7 +100,8 @@ pub async fn run(
                     }
                 };
                 let p = message.partition();
-                let worker = workers.entry(p).or_insert_with(|| Worker::start(p, shared.clone()));
+                start(&mut workers, p);
+                let Some(worker) = workers.get(&p) else { continue };
                 tokio::select! {
                     _ = worker.tx.send(message) => {}
                     () = &mut shutdown => break 'consume,
@@ -89,6 +109,7 @@ pub async fn run(
             }
         }
     }
+    healer.abort_all();
     stop(workers, consumer, shared).await;
     Ok(())
 }

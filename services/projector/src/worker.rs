@@ -37,44 +37,30 @@ pub(crate) struct Shared {
 
 pub(crate) struct Worker {
     pub tx: mpsc::Sender<OwnedMessage>,
-    expected: Arc<AtomicU64>,
-    /// Records passed over because they came after the expected one, since the last check.
-    stalled: Arc<AtomicU64>,
-    /// Handling a record (false while it waits for one).
-    busy: Arc<AtomicBool>,
+    pub progress: Arc<Progress>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
-impl Worker {
-    pub fn start(partition: i32, shared: Shared) -> Self {
-        let (tx, rx) = mpsc::channel(shared.max_batch * 2);
-        let expected = Arc::new(AtomicU64::new(UNKNOWN));
-        let stalled = Arc::new(AtomicU64::new(0));
-        let busy = Arc::new(AtomicBool::new(false));
-        let (stop, stopped) = watch::channel(false);
-        let progress = Progress {
-            expected: expected.clone(),
-            stalled: stalled.clone(),
-            busy: busy.clone(),
-        };
-        let task = tokio::spawn(work(partition, shared, rx, progress, stopped));
-        Self {
-            tx,
-            expected,
-            stalled,
-            busy,
-            stop,
-            task,
-        }
-    }
+/// What a worker shares with the heal check (which runs as a task of its own).
+pub(crate) struct Progress {
+    /// The offset it applies next (`UNKNOWN` before it knows).
+    expected: AtomicU64,
+    /// Records passed over because they came after the expected one, since the last check.
+    stalled: AtomicU64,
+    /// Handling a record (false while it waits for one).
+    busy: AtomicBool,
+    /// Its queue, to see whether records wait in it.
+    queue: mpsc::WeakSender<OwnedMessage>,
+}
 
+impl Progress {
     pub fn expected(&self) -> u64 {
-        self.expected.load(Ordering::Relaxed)
+        self.expected.load(Ordering::Acquire)
     }
 
-    /// From now on the worker expects `next` (the caller seeks the consumer there), unless it
-    /// no longer expects `observed`: then it moved on, and `next` is stale.
+    /// From now on the worker expects `next`, unless it no longer expects `observed`: then it
+    /// moved on, and `next` is stale.
     pub fn expect_instead_of(&self, observed: u64, next: u64) -> bool {
         self.expected
             .compare_exchange(observed, next, Ordering::AcqRel, Ordering::Acquire)
@@ -83,18 +69,42 @@ impl Worker {
 
     /// Waits for records and has none queued.
     pub fn idle(&self) -> bool {
-        !self.busy.load(Ordering::Acquire) && self.tx.capacity() == self.tx.max_capacity()
+        !self.busy.load(Ordering::Acquire)
+            && self
+                .queue
+                .upgrade()
+                .is_none_or(|tx| tx.capacity() == tx.max_capacity())
     }
 
     /// Whether records past the expected one arrived since the last call (the seek that
     /// should bring the expected one may not have taken).
     pub fn take_stalled(&self) -> bool {
-        self.stalled.swap(0, Ordering::Relaxed) > 0
+        self.stalled.swap(0, Ordering::AcqRel) > 0
     }
 
     /// Keeps the worker marked stalled (the seek meant to unstall it failed).
     pub fn still_stalled(&self) {
-        self.stalled.fetch_add(1, Ordering::Relaxed);
+        self.stalled.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+impl Worker {
+    pub fn start(partition: i32, shared: Shared) -> Self {
+        let (tx, rx) = mpsc::channel(shared.max_batch * 2);
+        let progress = Arc::new(Progress {
+            expected: AtomicU64::new(UNKNOWN),
+            stalled: AtomicU64::new(0),
+            busy: AtomicBool::new(false),
+            queue: tx.downgrade(),
+        });
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(work(partition, shared, rx, progress.clone(), stopped));
+        Self {
+            tx,
+            progress,
+            stop,
+            task,
+        }
     }
 
     /// Stops after the batch in hand (a revoked partition): nothing waits for it.
@@ -132,25 +142,19 @@ pub(crate) async fn seek(shared: &Shared, partition: i32, next: u64) -> bool {
     }
 }
 
-/// What a worker shares with the loop's checks.
-struct Progress {
-    expected: Arc<AtomicU64>,
-    stalled: Arc<AtomicU64>,
-    busy: Arc<AtomicBool>,
-}
-
 async fn work(
     partition: i32,
     shared: Shared,
     mut rx: mpsc::Receiver<OwnedMessage>,
-    progress: Progress,
+    progress: Arc<Progress>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let Progress {
         expected,
         stalled,
         busy,
-    } = progress;
+        ..
+    } = &*progress;
     let p = u32::try_from(partition).unwrap_or_default();
     let mut held: Option<OwnedMessage> = None;
     loop {
@@ -167,11 +171,11 @@ async fn work(
             }
         };
         let offset = u64::try_from(message.offset()).unwrap_or_default();
-        let want = expected.load(Ordering::Relaxed);
+        let want = expected.load(Ordering::Acquire);
         if want != UNKNOWN && offset != want {
             // Before: applied already. After: the seek to `want` is on its way.
             if offset > want {
-                stalled.fetch_add(1, Ordering::Relaxed);
+                stalled.fetch_add(1, Ordering::AcqRel);
             }
             continue;
         }
@@ -213,7 +217,7 @@ async fn work(
         match outcome {
             None => return,
             Some(Applied::Done { next, .. }) => {
-                expected.store(next, Ordering::Relaxed);
+                expected.store(next, Ordering::Release);
                 let stored = i64::try_from(next).unwrap_or(i64::MAX) - 1;
                 if let Err(error) = shared
                     .consumer
@@ -229,10 +233,10 @@ async fn work(
                     to = next,
                     "Projection is behind the consumer; seeking back."
                 );
-                expected.store(next, Ordering::Relaxed);
+                expected.store(next, Ordering::Release);
                 if !seek(&shared, partition, next).await {
                     // The loop's check seeks again and sets the offset then.
-                    expected.store(UNKNOWN, Ordering::Relaxed);
+                    expected.store(UNKNOWN, Ordering::Release);
                 }
             }
         }
