@@ -6,6 +6,10 @@ use std::path::Path;
 
 pub(crate) const HEADER: usize = 8;
 
+/// The largest record the log takes (events are a few hundred bytes; requests are limited to
+/// kilobytes). Bounding it also keeps the search for intact records after damage linear.
+pub const MAX_RECORD: usize = 1 << 20;
+
 pub(crate) fn encode(payload: &[u8], out: &mut Vec<u8>) {
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
     out.extend_from_slice(&len.to_le_bytes());
@@ -110,8 +114,11 @@ fn valid_prefix(bytes: &[u8]) -> (Vec<&[u8]>, usize) {
 fn frame_at(bytes: &[u8], at: usize) -> Option<&[u8]> {
     let rest = bytes.get(at..)?;
     let (len, crc) = header(rest)?;
-    let payload = rest.get(HEADER..HEADER.checked_add(len)?)?;
-    (len > 0 && crc32fast::hash(payload) == crc).then_some(payload)
+    if len == 0 || len > MAX_RECORD {
+        return None;
+    }
+    let payload = rest.get(HEADER..HEADER + len)?;
+    (len > 0 && len <= MAX_RECORD && crc32fast::hash(payload) == crc).then_some(payload)
 }
 
 /// The first offset after `at` where an intact record starts (a record after damage means

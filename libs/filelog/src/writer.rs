@@ -91,6 +91,12 @@ impl FileLog {
 
     /// Appends raw bytes (one record); returns its position once durable and sunk.
     pub async fn append_bytes(&self, payload: Vec<u8>) -> Result<LogPosition, LogError> {
+        if payload.is_empty() || payload.len() > frame::MAX_RECORD {
+            return Err(LogError::Unavailable(format!(
+                "a record must be 1 to {} bytes",
+                frame::MAX_RECORD
+            )));
+        }
         let (reply, answer) = oneshot::channel();
         self.tx
             .send((payload, reply))

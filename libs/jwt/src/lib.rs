@@ -12,7 +12,7 @@ pub use claims::{AccessClaims, CLIENT_CREDENTIALS};
 pub use jsonwebtoken::DecodingKey;
 pub use key::{KeyPair, KeyState};
 pub use keyring::{Keyring, KeyringError, SharedKeyring};
-pub use seal::{Kek, SealError, SealedKey};
+pub use seal::{Kek, SEAL_VERSION, SealError, SealedKey};
 pub use verify::{KeyLookup, PublicKeySet, VerifyError, VerifyPolicy, token_kid};
 
 /// The JOSE `typ` of an RFC 9068 access token.

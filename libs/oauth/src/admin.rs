@@ -93,7 +93,8 @@ impl<'de> Deserialize<'de> for Secret {
 }
 
 /// Identifiers: 1 to 128 characters of `A-Z a-z 0-9 - _ . @ :`.
-fn valid_id(id: &str) -> bool {
+/// A client id or user name: 1-128 characters of `A-Z a-z 0-9 - _ . @ :`.
+pub fn valid_id(id: &str) -> bool {
     (1..=128).contains(&id.len())
         && id
             .chars()

@@ -298,9 +298,11 @@ impl TokenService {
         let (record, retry) = match self.store.refresh_status(&digest, now).await? {
             RefreshStatus::Valid(r) if r.client_id == client.client_id => (r, false),
             // Presented again soon after its rotation: a client retrying an answer it never
-            // got (a 503 after the log had taken the rotation). Rotate it again.
+            // got (a 503 after the log had taken the rotation). Rotate it again. Not for a
+            // public client: with no secret, a retry cannot be told from a thief's replay.
             RefreshStatus::Used(r)
                 if r.client_id == client.client_id
+                    && !client.is_public()
                     && now - r.used_at < self.settings.refresh_reuse_grace_secs =>
             {
                 (r, true)

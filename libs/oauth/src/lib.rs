@@ -18,7 +18,7 @@ mod scope;
 pub mod secrets;
 mod service;
 
-pub use admin::{ClientInfo, NewClient, NewUser, RegisteredClient};
+pub use admin::{ClientInfo, NewClient, NewUser, RegisteredClient, valid_id};
 pub use authorize::{AuthorizeError, AuthorizeRequest};
 pub use client_auth::ClientCredentials;
 pub use error::{OAuthError, Result};

@@ -99,10 +99,11 @@ async fn check(shared: &Shared, workers: &HashMap<i32, Arc<Progress>>, partition
         let partition = u32::try_from(p).unwrap_or_default();
         // Observed before the store: the store's offset read afterwards can only be lower
         // than what the worker expects if the projection lost what the worker had written.
-        let (expected, stalled, idle) = (worker.expected(), worker.take_stalled(), worker.idle());
+        let (expected, idle) = (worker.expected(), worker.idle());
         let Ok(Some(state)) = shared.store.partition_state(partition).await else {
             continue; // the store is away (the workers retry and log) or just switched
         };
+        let stalled = worker.take_stalled(); // kept for the next check if the store was away
         let observed = Observed {
             expected,
             stalled,

@@ -39,6 +39,9 @@ enum LogAction {
         /// How many records to keep: the `record` number `verify` reports as damaged.
         #[arg(long)]
         to: u64,
+        /// Cut even where the log is not damaged (drops acknowledged events).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -99,9 +102,24 @@ fn log(config: &Config, action: LogAction) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        LogAction::Repair { to } => {
+        LogAction::Repair { to, force } => {
             if !path.exists() {
                 bail!("{} does not exist", path.display());
+            }
+            let damaged_at = match tokend_filelog::recover(&path) {
+                Err(tokend_filelog::FrameError::Corrupt { index, .. }) => Some(index),
+                _ => None,
+            };
+            if damaged_at != Some(to) && !force {
+                bail!(
+                    "the log is {} at record {to}: nothing to repair there (--force cuts anyway, \
+                     dropping acknowledged events)",
+                    if damaged_at.is_some() {
+                        "not damaged"
+                    } else {
+                        "intact or only torn"
+                    }
+                );
             }
             let dropped = tokend_filelog::truncate_to(&path, to)?;
             println!(

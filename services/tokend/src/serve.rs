@@ -80,9 +80,17 @@ pub async fn serve(
     });
     let Some(tls) = &config.server.tls else {
         let listener = tokio::net::TcpListener::from_std(listeners.main)?;
-        axum::serve(listener, app)
-            .with_graceful_shutdown(until_stopped(stopped))
-            .await?;
+        let served =
+            axum::serve(listener, app).with_graceful_shutdown(until_stopped(stopped.clone()));
+        // Graceful, but bounded: a connection that never finishes does not hold shutdown.
+        let drained = async move {
+            until_stopped(stopped).await;
+            tokio::time::sleep(DRAIN).await;
+        };
+        tokio::select! {
+            result = served => result?,
+            () = drained => tracing::warn!(limit = ?DRAIN, "Connections still open at shutdown were closed."),
+        }
         return Ok(());
     };
     let rustls = RustlsConfig::from_config(load(tls)?);

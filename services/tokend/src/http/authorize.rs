@@ -113,10 +113,12 @@ pub async fn logout(State(s): State<AppState>, form: OAuthRequest) -> Response {
     if let Some(session) = s.browser.session(&headers)
         && s.svc.logout(&session).await.is_err()
     {
-        return s.browser.error_page(
+        // Not ended on the server yet: say so, but remove it from this browser anyway.
+        let page = s.browser.error_page(
             StatusCode::SERVICE_UNAVAILABLE,
-            "The service is busy and could not sign you out. Please try again.",
+            "The service is busy and could not end your session everywhere. Please try again.",
         );
+        return with_cookies(page, [s.browser.logout_cookie()]);
     }
     let page = s
         .browser

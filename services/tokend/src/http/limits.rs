@@ -19,6 +19,13 @@ use crate::config::RateLimit;
 
 type Keyed<K> = DefaultKeyedRateLimiter<K>;
 
+/// Past this many keys in one limiter, recovered keys are dropped at once rather than at the
+/// next minute's pruning (a flood of made-up client ids or addresses cannot grow it far).
+const MAX_KEYS: usize = 100_000;
+
+/// What all ids that cannot exist share (too long, odd characters): one budget.
+const NO_SUCH_CLIENT: &str = "";
+
 /// Over a limit: try again after this many seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limited {
@@ -56,14 +63,24 @@ impl Limits {
     /// One token, introspection or revocation request of `client_id` (authenticated or not:
     /// guessing a client's secret is limited too).
     pub fn client(&self, client_id: &str) -> Result<(), Limited> {
-        self.check(self.client.as_ref(), &client_id.to_owned())
+        let key = if tokend_oauth::valid_id(client_id) {
+            client_id
+        } else {
+            NO_SUCH_CLIENT
+        };
+        self.check(self.client.as_ref(), &key.to_owned())
     }
 
     /// One password check for `user` from `peer`.
     pub fn password(&self, peer: Option<IpAddr>, user: &str) -> Result<(), Limited> {
         if let Some(peer) = peer {
-            self.check(self.address.as_ref(), &peer)?;
+            self.check(self.address.as_ref(), &network(peer))?;
         }
+        let user = if tokend_oauth::valid_id(user) {
+            user
+        } else {
+            NO_SUCH_CLIENT
+        };
         self.check(self.user.as_ref(), &user.to_owned())
     }
 
@@ -75,6 +92,9 @@ impl Limits {
         let Some(limiter) = limiter else {
             return Ok(());
         };
+        if limiter.len() > MAX_KEYS {
+            limiter.retain_recent();
+        }
         limiter.check_key(key).map_err(|not_until| {
             let wait: Duration = not_until.wait_time_from(self.clock.now());
             Limited {
@@ -96,6 +116,18 @@ impl Limits {
         if let Some(l) = &self.user {
             l.retain_recent();
             l.shrink_to_fit();
+        }
+    }
+}
+
+/// The budget an address draws on: itself for IPv4, its /64 for IPv6 (one host holds a
+/// whole /64, so keying by address would hand it 2^64 budgets).
+fn network(peer: IpAddr) -> IpAddr {
+    match peer {
+        IpAddr::V4(_) => peer,
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(bits))
         }
     }
 }
@@ -138,6 +170,32 @@ mod tests {
         assert!(l.password(b, "alice").is_ok());
         assert!(l.password(b, "alice").is_ok());
         assert!(l.password(None, "alice").is_err(), "fourth for one user");
+    }
+
+    #[test]
+    fn an_ipv6_host_cannot_escape_by_changing_its_interface_id() {
+        let l = limits(true);
+        let addr = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert!(l.password(addr("2001:db8::1"), "u1").is_ok());
+        assert!(l.password(addr("2001:db8::2"), "u2").is_ok());
+        assert!(l.password(addr("2001:db8::ffff:3"), "u3").is_err());
+        assert!(
+            l.password(addr("2001:db8:0:1::1"), "u4").is_ok(),
+            "another /64"
+        );
+    }
+
+    #[test]
+    fn made_up_ids_share_one_budget() {
+        let l = limits(true);
+        let long = "x".repeat(5000);
+        for _ in 0..3 {
+            assert!(l.client(&long).is_ok());
+        }
+        assert!(
+            l.client("not valid!").is_err(),
+            "the same budget as the long one"
+        );
     }
 
     #[test]

@@ -465,6 +465,13 @@ async fn public_clients_use_the_code_flow_and_refresh_only() {
     let rotated = redeem(&n, None, &refresh).await;
     assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.json);
     assert_ne!(rotated.str("refresh_token"), t.str("refresh_token"));
+    // No retry grace for a public client: a second use at once is a replay, and it revokes.
+    assert_eq!(redeem(&n, None, &refresh).await.error(), "invalid_grant");
+    let next = format!(
+        "client_id=spa&grant_type=refresh_token&refresh_token={}",
+        rotated.str("refresh_token")
+    );
+    assert_eq!(redeem(&n, None, &next).await.error(), "invalid_grant");
 
     // RFC 6749 4.1.3: an authorization request without redirect_uri (the client has one)
     // needs none at the token endpoint; one that named it needs it again.

@@ -153,6 +153,11 @@ async fn damage_before_the_tail_refuses_to_start_and_the_log_commands_repair_it(
     assert!(!verify.status.success());
     let said = String::from_utf8_lossy(&verify.stderr);
     assert!(said.contains("record 2"), "{said}");
+    let wrong = tokend(&["log", "repair", "--to", "1"]);
+    assert!(
+        !wrong.status.success(),
+        "record 1 is intact: no cut without --force"
+    );
     let repair = tokend(&["log", "repair", "--to", "2"]);
     assert!(
         repair.status.success(),
