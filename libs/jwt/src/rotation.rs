@@ -1,0 +1,268 @@
+//! The signing-key schedule (issue 10's foundation): time is cut into rotation *epochs* of
+//! `period_secs`; the key adopted for epoch N is
+//! - `next` from `lead_secs` before the epoch starts (published in the JWKS, not signing),
+//! - `active` during the epoch (signing),
+//! - `retired` for `retire_after_secs` after it ends (verifying what it signed),
+//! - then gone.
+//!
+//! Agreement needs no leader and no lock: any node may propose a key for an epoch, and the
+//! first proposal of an epoch in log order wins ([`Adopted`]); every node applies the same log,
+//! so all adopt the same key. Clocks only need to agree within the lead (coarse epochs).
+//! Everything here is pure: the caller passes the time.
+
+use std::collections::BTreeMap;
+
+use crate::KeyState;
+
+/// Extra time on top of the JWKS cache age before a new key may sign, for clock skew and for
+/// verifiers that fetched just before the key appeared.
+pub const PUBLICATION_MARGIN_SECS: i64 = 60;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    /// How long each key signs.
+    pub period_secs: i64,
+    /// How long before signing a key is published.
+    pub lead_secs: i64,
+    /// How long after signing a key stays published.
+    pub retire_after_secs: i64,
+}
+
+/// Settings that would leave some verifier without the key it needs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RotationError {
+    #[error(
+        "the lead ({lead} s) must be at least the JWKS cache age plus {PUBLICATION_MARGIN_SECS} s ({needed} s): a verifier with a cached key set would meet a kid it does not know"
+    )]
+    LeadTooShort { lead: i64, needed: i64 },
+    #[error(
+        "keys must stay published at least the access-token lifetime plus leeway ({needed} s) after they stop signing, not {retire_after} s: tokens they signed would stop verifying"
+    )]
+    RetiredTooSoon { retire_after: i64, needed: i64 },
+    #[error("the rotation period ({period} s) must be longer than the lead ({lead} s)")]
+    PeriodTooShort { period: i64, lead: i64 },
+}
+
+impl Rotation {
+    /// Refuses settings that would leave a verifier without a key it needs.
+    pub fn validate(
+        &self,
+        jwks_max_age_secs: i64,
+        access_ttl_secs: i64,
+        leeway_secs: i64,
+    ) -> Result<(), RotationError> {
+        let needed = jwks_max_age_secs + PUBLICATION_MARGIN_SECS;
+        if self.lead_secs < needed {
+            return Err(RotationError::LeadTooShort {
+                lead: self.lead_secs,
+                needed,
+            });
+        }
+        let needed = access_ttl_secs + leeway_secs;
+        if self.retire_after_secs < needed {
+            return Err(RotationError::RetiredTooSoon {
+                retire_after: self.retire_after_secs,
+                needed,
+            });
+        }
+        if self.period_secs <= self.lead_secs {
+            return Err(RotationError::PeriodTooShort {
+                period: self.period_secs,
+                lead: self.lead_secs,
+            });
+        }
+        Ok(())
+    }
+
+    /// The epoch signing at `now_secs`.
+    pub fn epoch_at(&self, now_secs: i64) -> u64 {
+        u64::try_from(now_secs.max(0) / self.period_secs).unwrap_or_default()
+    }
+
+    fn start(&self, epoch: u64) -> i64 {
+        i64::try_from(epoch)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(self.period_secs)
+    }
+
+    /// The state at `now_secs` of the key adopted for `epoch`; `None`: not published (yet,
+    /// or any more).
+    pub fn state(&self, epoch: u64, now_secs: i64) -> Option<KeyState> {
+        let start = self.start(epoch);
+        let end = self.start(epoch + 1);
+        if now_secs < start - self.lead_secs {
+            None
+        } else if now_secs < start {
+            Some(KeyState::Next)
+        } else if now_secs < end {
+            Some(KeyState::Active)
+        } else if now_secs < end.saturating_add(self.retire_after_secs) {
+            Some(KeyState::Retired)
+        } else {
+            None
+        }
+    }
+
+    /// The epochs whose keys must exist at `now_secs`: the signing one, and the next once its
+    /// publication is due. A node proposes a key for any of them that has none.
+    pub fn due(&self, now_secs: i64) -> Vec<u64> {
+        let current = self.epoch_at(now_secs);
+        let mut due = vec![current];
+        if now_secs >= self.start(current + 1) - self.lead_secs {
+            due.push(current + 1);
+        }
+        due
+    }
+}
+
+/// The key adopted for each epoch: the first proposal in log order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Adopted {
+    by_epoch: BTreeMap<u64, String>,
+}
+
+impl Adopted {
+    /// Applies a proposal of `kid` for `epoch`; `true` when it is adopted (the first for that
+    /// epoch), `false` when another key was adopted before (later proposals are ignored).
+    pub fn propose(&mut self, epoch: u64, kid: &str) -> bool {
+        match self.by_epoch.get(&epoch) {
+            Some(_) => false,
+            None => {
+                self.by_epoch.insert(epoch, kid.to_owned());
+                true
+            }
+        }
+    }
+
+    pub fn kid(&self, epoch: u64) -> Option<&str> {
+        self.by_epoch.get(&epoch).map(String::as_str)
+    }
+
+    /// Every adopted key published at `now_secs`, with its state (at most one `Active`).
+    pub fn published(&self, rotation: &Rotation, now_secs: i64) -> Vec<(&str, KeyState)> {
+        self.by_epoch
+            .iter()
+            .filter_map(|(epoch, kid)| Some((kid.as_str(), rotation.state(*epoch, now_secs)?)))
+            .collect()
+    }
+
+    /// Epochs due at `now_secs` that have no key yet.
+    pub fn missing(&self, rotation: &Rotation, now_secs: i64) -> Vec<u64> {
+        rotation
+            .due(now_secs)
+            .into_iter()
+            .filter(|e| !self.by_epoch.contains_key(e))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400;
+
+    fn daily() -> Rotation {
+        Rotation {
+            period_secs: DAY,
+            lead_secs: 3600,
+            retire_after_secs: 2 * 3600,
+        }
+    }
+
+    #[test]
+    fn a_key_is_next_then_active_then_retired_then_gone() {
+        let r = daily();
+        let epoch = 10;
+        let start = 10 * DAY;
+        assert_eq!(r.state(epoch, start - 3601), None);
+        assert_eq!(r.state(epoch, start - 3600), Some(KeyState::Next));
+        assert_eq!(r.state(epoch, start - 1), Some(KeyState::Next));
+        assert_eq!(r.state(epoch, start), Some(KeyState::Active));
+        assert_eq!(r.state(epoch, start + DAY - 1), Some(KeyState::Active));
+        assert_eq!(r.state(epoch, start + DAY), Some(KeyState::Retired));
+        assert_eq!(r.state(epoch, start + DAY + 7199), Some(KeyState::Retired));
+        assert_eq!(r.state(epoch, start + DAY + 7200), None);
+    }
+
+    #[test]
+    fn the_next_key_is_due_a_lead_before_it_signs() {
+        let r = daily();
+        assert_eq!(r.due(10 * DAY), vec![10]);
+        assert_eq!(r.due(11 * DAY - 3601), vec![10]);
+        assert_eq!(r.due(11 * DAY - 3600), vec![10, 11]);
+    }
+
+    #[test]
+    fn the_first_proposal_of_an_epoch_wins_everywhere() {
+        // Two nodes propose for epoch 11 at once; every node applies the log in one order.
+        let log = [
+            (10, "k10"),
+            (11, "from-node-b"),
+            (11, "from-node-a"),
+            (12, "k12"),
+        ];
+        let replay = || {
+            let mut a = Adopted::default();
+            let outcomes: Vec<bool> = log.iter().map(|(e, k)| a.propose(*e, k)).collect();
+            (a, outcomes)
+        };
+        let (node1, outcomes) = replay();
+        assert_eq!(outcomes, vec![true, true, false, true]);
+        assert_eq!(node1.kid(11), Some("from-node-b"));
+        assert_eq!(replay().0, node1, "every node adopts the same keys");
+    }
+
+    #[test]
+    fn at_any_time_one_key_signs_and_the_jwks_holds_what_verifiers_need() {
+        let r = daily();
+        let mut a = Adopted::default();
+        for e in 9..=12 {
+            a.propose(e, &format!("k{e}"));
+        }
+        let at = |now| {
+            let mut p = a.published(&r, now);
+            p.sort_by_key(|(kid, _)| *kid);
+            p
+        };
+        // Early in epoch 10: 9 still verifies what it signed, 10 signs.
+        assert_eq!(
+            at(10 * DAY + 60),
+            vec![("k10", KeyState::Active), ("k9", KeyState::Retired)]
+        );
+        // Late in epoch 10: 9 is gone, 11 is published ahead of signing.
+        assert_eq!(
+            at(11 * DAY - 60),
+            vec![("k10", KeyState::Active), ("k11", KeyState::Next)]
+        );
+        assert_eq!(a.missing(&r, 12 * DAY - 60), Vec::<u64>::new());
+        assert_eq!(a.missing(&r, 13 * DAY - 60), vec![13]);
+    }
+
+    #[test]
+    fn settings_that_strand_a_verifier_are_refused() {
+        let ok = daily();
+        assert_eq!(ok.validate(300, 900, 30), Ok(()));
+        let short_lead = Rotation {
+            lead_secs: 300,
+            ..ok
+        };
+        assert!(matches!(
+            short_lead.validate(300, 900, 30),
+            Err(RotationError::LeadTooShort { needed: 360, .. })
+        ));
+        let early_removal = Rotation {
+            retire_after_secs: 600,
+            ..ok
+        };
+        assert!(matches!(
+            early_removal.validate(300, 900, 30),
+            Err(RotationError::RetiredTooSoon { needed: 930, .. })
+        ));
+        let tiny_period = Rotation {
+            period_secs: 3000,
+            ..ok
+        };
+        assert!(tiny_period.validate(300, 900, 30).is_err());
+    }
+}
