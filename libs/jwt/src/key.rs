@@ -68,6 +68,11 @@ impl KeyPair {
         }
     }
 
+    /// The same key in another state.
+    pub fn with_state(&self, state: KeyState) -> Self {
+        Self::from_signing_key(self.signing.clone(), state, self.created_at_ms)
+    }
+
     pub fn kid(&self) -> &str {
         &self.kid
     }

@@ -13,7 +13,7 @@ pub use claims::{AccessClaims, CLIENT_CREDENTIALS};
 pub use jsonwebtoken::DecodingKey;
 pub use key::{KeyPair, KeyState};
 pub use keyring::{Keyring, KeyringError, SharedKeyring};
-pub use rotation::{Adopted, PUBLICATION_MARGIN_SECS, Rotation, RotationError};
+pub use rotation::{Adopted, KeyRecord, PUBLICATION_MARGIN_SECS, Rotation, RotationError};
 pub use seal::{Kek, SEAL_VERSION, SealError, SealedKey};
 pub use verify::{KeyLookup, PublicKeySet, VerifyError, VerifyPolicy, token_kid};
 

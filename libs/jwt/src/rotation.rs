@@ -12,7 +12,31 @@
 
 use std::collections::BTreeMap;
 
-use crate::KeyState;
+use serde::{Deserialize, Serialize};
+
+use crate::{KeyState, SealedKey};
+
+/// A record of the key log (a compacted Kafka topic in cluster mode, a file in the embedded
+/// mode). Only sealed keys travel; they are opened in memory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum KeyRecord {
+    /// A node proposes `key` to sign during `epoch`; the first proposal of an epoch wins.
+    Proposed { epoch: u64, key: SealedKey },
+    /// Emergency: the key is withdrawn from the JWKS and what it signed is no longer accepted.
+    Revoked { kid: String },
+}
+
+impl KeyRecord {
+    /// The record's key in a compacted topic: unique per proposal, so compaction never drops a
+    /// first proposal in favour of a later one.
+    pub fn log_key(&self) -> String {
+        match self {
+            KeyRecord::Proposed { epoch, key } => format!("proposed/{epoch}/{}", key.kid),
+            KeyRecord::Revoked { kid } => format!("revoked/{kid}"),
+        }
+    }
+}
 
 /// Extra time on top of the JWKS cache age before a new key may sign, for clock skew and for
 /// verifiers that fetched just before the key appeared.

@@ -133,6 +133,36 @@ pub fn replay_consumer(
     Ok(consumer)
 }
 
+/// A group-less reader of one partition of `topic` from its beginning (the key log), and the
+/// offset after the partition's last record when it started.
+pub async fn topic_reader(
+    settings: &KafkaSettings,
+    topic: &str,
+    partition: i32,
+) -> Result<(StreamConsumer, i64), LogError> {
+    let consumer: StreamConsumer = base(settings)
+        .set("group.id", "tokend-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(unavailable)?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Beginning)
+        .map_err(unavailable)?;
+    consumer.assign(&tpl).map_err(unavailable)?;
+    let (consumer, name) = (std::sync::Arc::new(consumer), topic.to_owned());
+    let probe = consumer.clone();
+    let high = tokio::task::spawn_blocking(move || {
+        probe.fetch_watermarks(&name, partition, Duration::from_secs(10))
+    })
+    .await
+    .map_err(|e| LogError::Unavailable(e.to_string()))?
+    .map_err(unavailable)?
+    .1;
+    let consumer = std::sync::Arc::into_inner(consumer)
+        .ok_or_else(|| LogError::Unavailable("reader still shared".into()))?;
+    Ok((consumer, high))
+}
+
 /// The partitions of the event topic and, for each, the offset after its last record.
 pub async fn end_offsets(settings: &KafkaSettings) -> Result<Vec<(i32, i64)>, LogError> {
     let settings = settings.clone();

@@ -19,6 +19,7 @@ mod topics;
 
 pub use consumer::{
     GroupConsumer, Rebalanced, close_within, end_offsets, group_consumer, replay_consumer,
+    topic_reader,
 };
 pub use producer::KafkaEventLog;
 pub use rdkafka;

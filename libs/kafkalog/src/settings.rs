@@ -10,6 +10,8 @@ pub struct KafkaSettings {
     pub topic: String,
     /// Where the projector puts records it cannot decode.
     pub dead_letter_topic: String,
+    /// The signing keys (sealed), compacted, one partition.
+    pub keys_topic: String,
     pub partitions: i32,
     /// Copies of each record (production: 3, so `acks=all` means something); a single-broker
     /// stack (tests, the local stack) sets 1.
@@ -36,6 +38,7 @@ impl Default for KafkaSettings {
             bootstrap_servers: "127.0.0.1:9092".into(),
             topic: "tokend.events".into(),
             dead_letter_topic: "tokend.events.dlq".into(),
+            keys_topic: "tokend.keys".into(),
             partitions: 6,
             replication_factor: 3,
             min_insync_replicas: 2,

@@ -17,6 +17,8 @@ pub struct TopicSpec {
     pub compacted: bool,
     /// No time or size retention: the topic is the source of truth.
     pub keep_forever: bool,
+    /// `None`: `kafka.partitions`.
+    pub partitions: Option<i32>,
 }
 
 impl KafkaSettings {
@@ -27,13 +29,26 @@ impl KafkaSettings {
                 name: self.topic.clone(),
                 compacted: false,
                 keep_forever: true,
+                partitions: None,
             },
             TopicSpec {
                 name: self.dead_letter_topic.clone(),
                 compacted: false,
                 keep_forever: false,
+                partitions: None,
             },
         ]
+    }
+
+    /// The signing-key topic: one partition (one order for every node), compacted (records
+    /// are keyed uniquely per proposal, so only explicit tombstones remove one), kept forever.
+    pub fn keys_topic_spec(&self) -> TopicSpec {
+        TopicSpec {
+            name: self.keys_topic.clone(),
+            compacted: true,
+            keep_forever: true,
+            partitions: Some(1),
+        }
     }
 }
 
@@ -48,7 +63,7 @@ pub async fn ensure_topics(settings: &KafkaSettings, topics: &[TopicSpec]) -> Re
         .map(|t| {
             let topic = NewTopic::new(
                 &t.name,
-                settings.partitions,
+                t.partitions.unwrap_or(settings.partitions),
                 TopicReplication::Fixed(settings.replication_factor),
             )
             .set("min.insync.replicas", &min_isr);

@@ -147,6 +147,7 @@ fn main() {
         let kafka_settings = KafkaSettings {
             bootstrap_servers: kafka.bootstrap.clone(),
             dead_letter_topic: format!("{topic}.dlq"),
+            keys_topic: format!("{topic}.keys"),
             topic,
             partitions: 6,
             ..KafkaSettings::default()
@@ -179,7 +180,7 @@ fn main() {
             let url = format!("http://{}", listener.local_addr().unwrap());
             let mut config = Config::default();
             config.storage.backend = Backend::Cluster;
-            config.storage.data_dir = keys.path().to_path_buf();
+            config.storage.data_dir = keys.path().join(format!("node{i}"));
             config.keys.kek = Some("22".repeat(32));
             config.rate_limit.enabled = false; // a load generator is one client
             config.tokens.issuer = nodes.first().cloned().unwrap_or_else(|| url.clone());

@@ -235,13 +235,43 @@ impl Default for Storage {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Keys {
     /// The key-encryption key (32 bytes, base64 or hex). Without one, a development KEK is
-    /// made in the data directory, with a loud warning.
+    /// made in the data directory, with a loud warning (embedded mode only).
     pub kek: Option<String>,
     pub kek_file: Option<PathBuf>,
+    /// How long each signing key signs.
+    pub rotation_period_secs: i64,
+    /// How long before it signs a key is published in the JWKS (at least the JWKS cache age
+    /// plus a minute).
+    pub publish_lead_secs: i64,
+    /// How long after it stops signing a key stays published (at least the access-token
+    /// lifetime plus leeway).
+    pub retire_after_secs: i64,
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Self {
+            kek: None,
+            kek_file: None,
+            rotation_period_secs: 24 * 3600,
+            publish_lead_secs: 3600,
+            retire_after_secs: 2 * 3600,
+        }
+    }
+}
+
+impl Keys {
+    pub fn rotation(&self) -> tokend_jwt::Rotation {
+        tokend_jwt::Rotation {
+            period_secs: self.rotation_period_secs,
+            lead_secs: self.publish_lead_secs,
+            retire_after_secs: self.retire_after_secs,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -268,7 +298,7 @@ impl Config {
         Ok(config)
     }
 
-    fn validate(&self) -> anyhow::Result<()> {
+    pub(crate) fn validate(&self) -> anyhow::Result<()> {
         let t = &self.tokens;
         if t.access_ttl_secs <= 0
             || t.refresh_ttl_secs <= 0
@@ -282,6 +312,11 @@ impl Config {
         if t.issuer.is_empty() {
             bail!("tokens.issuer must be set");
         }
+        let jwks_max_age = i64::try_from(t.jwks_max_age_secs).unwrap_or(i64::MAX);
+        self.keys
+            .rotation()
+            .validate(jwks_max_age, t.access_ttl_secs, t.leeway_secs)
+            .context("keys: rotation settings")?;
         if self.server.plain_listen_addr.is_some() && self.server.tls.is_none() {
             bail!(
                 "server.plain_listen_addr is a plain listener next to TLS; without server.tls, \

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokend_domain::Clock;
-use tokend_jwt::{SharedKeyring, VerifyPolicy};
+use tokend_jwt::VerifyPolicy;
 use tokend_memstore::MemoryStore;
 use tokend_oauth::browser::BrowserKeys;
 use tokend_oauth::secrets::SecretHasher;
@@ -28,6 +28,9 @@ pub use tokend_verify::SystemClock;
 /// The embedded event log, under `storage.data_dir`.
 pub const EVENT_LOG_FILE: &str = "events.log";
 
+/// How often a node moves its keys along the schedule (and proposes due ones).
+const KEY_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A wired node.
 pub struct Node {
     pub router: axum::Router,
@@ -36,6 +39,11 @@ pub struct Node {
     clock: Arc<dyn Clock>,
     /// Secrets of the demo client and user when this start created them (show once).
     pub demo: Option<DemoSecrets>,
+    /// The signing keys and their log (the rotation task holds them weakly: it ends with the
+    /// node).
+    pub keys: Arc<keys::KeyManager>,
+    #[expect(dead_code, reason = "held: the key log lives as long as the node")]
+    key_log: Arc<dyn keys::KeyLog>,
 }
 
 impl Node {
@@ -46,12 +54,15 @@ impl Node {
                 config.storage.data_dir.display()
             )
         })?;
+        config.validate()?;
         let kek = keys::kek(config)?;
-        let keyring = Arc::new(SharedKeyring::new(keys::load_or_create(
-            &config.storage.data_dir,
-            &kek,
-            clock.now_ms(),
-        )?));
+        let (key_manager, key_log) = keys::start(config, clock.clone()).await?;
+        tokio::spawn(keys::rotate(
+            Arc::downgrade(&key_manager),
+            Arc::downgrade(&key_log),
+            KEY_CHECK,
+        ));
+        let keyring = key_manager.keyring();
         let backends = backends::open(config).await?;
         let settings = Settings {
             issuer: config.tokens.issuer.clone(),
@@ -113,6 +124,8 @@ impl Node {
             memory: backends.memory,
             clock,
             demo,
+            keys: key_manager,
+            key_log,
         })
     }
 

@@ -25,6 +25,10 @@ pub struct Cluster {
     pub http: reqwest::Client,
     _keys: tempfile::TempDir,
     node_tasks: Vec<JoinHandle<()>>,
+    /// The nodes themselves (their key managers rotate while they live).
+    _nodes: Vec<Node>,
+    /// Node 0's configuration, for starting one more node like it.
+    pub config: Config,
 }
 
 impl Drop for Cluster {
@@ -40,6 +44,7 @@ pub fn kafka_settings(bootstrap: &str) -> KafkaSettings {
     KafkaSettings {
         bootstrap_servers: bootstrap.to_owned(),
         dead_letter_topic: format!("{topic}.dlq"),
+        keys_topic: format!("{topic}.keys"),
         topic,
         partitions: 3,
         append_timeout_ms: 3000,
@@ -61,6 +66,16 @@ pub fn projector_config(c: &Cluster) -> tokend_projector::Config {
 impl Cluster {
     /// `nodes` token nodes sharing one topic, one key prefix and one sealed key set.
     pub async fn start(bootstrap: &str, redis_url: &str, nodes: usize) -> Self {
+        Self::start_with(bootstrap, redis_url, nodes, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Cluster::start`], the nodes on `clock`.
+    pub async fn start_with(
+        bootstrap: &str,
+        redis_url: &str,
+        nodes: usize,
+        clock: Arc<dyn tokend_domain::Clock>,
+    ) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter("warn")
@@ -101,10 +116,13 @@ impl Cluster {
             .collect();
         let mut demo = None;
         let mut node_tasks = Vec::new();
+        let mut node_handles = Vec::new();
+        let mut first_config = None;
         for (i, listener) in listeners.into_iter().enumerate() {
             let mut config = Config::default();
             config.storage.backend = Backend::Cluster;
-            config.storage.data_dir = keys.path().to_path_buf();
+            // Each node its own directory: the signing keys come from the key topic alone.
+            config.storage.data_dir = keys.path().join(format!("node{i}"));
             config.keys.kek = Some("11".repeat(32));
             // These nodes serve load generators: one demo user logging in many times a second.
             config.rate_limit.enabled = false;
@@ -115,7 +133,7 @@ impl Cluster {
             config.admin.token = Some(ADMIN.into());
             config.kafka = kafka.clone();
             config.redis = redis.clone();
-            let node = Node::start(&config, Arc::new(SystemClock)).await.unwrap();
+            let node = Node::start(&config, clock.clone()).await.unwrap();
             if i == 0 {
                 demo = node.demo.as_ref().map(|d| {
                     (
@@ -129,6 +147,8 @@ impl Cluster {
             node_tasks.push(tokio::spawn(async move {
                 axum::serve(listener, router).await.unwrap();
             }));
+            node_handles.push(node);
+            first_config.get_or_insert(config);
         }
         let (client_id, client_secret, password) = demo.expect("node 0 seeds the demo");
         let _ = stop_seeding.send(());
@@ -147,6 +167,8 @@ impl Cluster {
                 .unwrap(),
             _keys: keys,
             node_tasks,
+            _nodes: node_handles,
+            config: first_config.expect("at least one node"),
         }
     }
 

@@ -12,6 +12,7 @@
 mod cluster;
 mod faults;
 mod heal;
+mod keys;
 mod loop_tests;
 mod replay;
 

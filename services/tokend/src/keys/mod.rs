@@ -1,16 +1,31 @@
-//! The key-encryption key and the signing keys at start: sealed keys are read from the data
-//! directory, or one active key is made and sealed there. Cluster-wide rotation over a
-//! compacted topic replaces this file in a later issue.
+//! The key-encryption key, and the signing keys from the key log: a node needs only the KEK
+//! and the log (the Kafka address in cluster mode, its data directory embedded). It reads
+//! every key record before it serves, proposes a key for any epoch due without one, and keeps
+//! rotating on schedule while it runs ([`rotate`]). No key file is copied between nodes.
+
+mod log;
+mod manager;
 
 use std::path::Path;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tokend_jwt::{Kek, KeyPair, KeyState, Keyring, SEAL_VERSION, SealedKey};
+use tokend_domain::Clock;
+use tokend_jwt::{Kek, KeyPair, SealedKey};
 
-use crate::config::{self, Config};
+pub use log::{FileKeyLog, KafkaKeyLog, KeyLog};
+pub use manager::KeyManager;
 
-const KEYS_FILE: &str = "signing-keys.json";
+use crate::config::{self, Backend, Config};
+
+/// The key file of earlier versions: its active key is carried over into the key log once.
+const LEGACY_KEYS_FILE: &str = "signing-keys.json";
+/// The embedded key log, under `storage.data_dir`.
+pub const KEY_LOG_FILE: &str = "keys.log";
 const DEV_KEK_FILE: &str = "dev-kek";
+/// How long a start waits for a key of the current epoch to come back from the log.
+const ADOPTION_LIMIT: Duration = Duration::from_secs(30);
 
 pub fn kek(config: &Config) -> anyhow::Result<Kek> {
     let given = config::secret(
@@ -44,46 +59,83 @@ pub fn kek(config: &Config) -> anyhow::Result<Kek> {
     Kek::parse(&text).context("development KEK")
 }
 
-pub fn load_or_create(data_dir: &Path, kek: &Kek, now_ms: i64) -> anyhow::Result<Keyring> {
-    let path = data_dir.join(KEYS_FILE);
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        let sealed: Vec<SealedKey> = serde_json::from_str(&text)
-            .with_context(|| format!("{} is malformed", path.display()))?;
-        let mut ring = Keyring::default();
-        for s in &sealed {
-            ring.insert(
-                s.open(kek)
-                    .with_context(|| format!("signing key {}", s.kid))?,
-            );
-        }
-        if ring.active().is_none() {
-            bail!("{} holds no active signing key", path.display());
-        }
-        if sealed.iter().any(|s| s.version != SEAL_VERSION) {
-            // Records of the first format bind only the kid: seal them again, every field
-            // bound, and swap the file atomically.
-            let resealed: Vec<SealedKey> = ring
-                .keys()
-                .iter()
-                .map(|k| SealedKey::seal(k, kek))
-                .collect();
-            let tmp = path.with_extension("json.tmp");
-            let _ = std::fs::remove_file(&tmp);
-            write_private(&tmp, serde_json::to_string_pretty(&resealed)?.as_bytes())?;
-            std::fs::rename(&tmp, &path)
-                .with_context(|| format!("cannot replace {}", path.display()))?;
-            tracing::info!(
-                keys = resealed.len(),
-                "Sealed the signing keys again in the current format."
-            );
-        }
-        return Ok(ring);
+/// Opens the key log, applies it, and returns once a key signs for the current epoch (read
+/// back from the log: never one the other nodes cannot have seen).
+pub async fn start(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<(Arc<KeyManager>, Arc<dyn KeyLog>)> {
+    let kek = kek(config)?;
+    let manager = KeyManager::new(kek.clone(), config.keys.rotation(), clock);
+    let log: Arc<dyn KeyLog> = match config.storage.backend {
+        Backend::Embedded => Arc::new(FileKeyLog::open(
+            &config.storage.data_dir.join(KEY_LOG_FILE),
+            config.storage.fsync,
+            &manager,
+        )?),
+        Backend::Cluster => Arc::new(KafkaKeyLog::open(&config.kafka, &manager).await?),
+    };
+    if let Some(key) = legacy_active_key(&config.storage.data_dir, &kek)?
+        && let Some(record) = manager.adopt_existing(&key)
+    {
+        log.append(&record).await?;
+        tracing::info!(
+            kid = key.kid(),
+            "Carried the key file's active key over into the key log."
+        );
     }
-    let key = KeyPair::generate(KeyState::Active, now_ms);
-    let sealed = vec![SealedKey::seal(&key, kek)];
-    write_private(&path, serde_json::to_string_pretty(&sealed)?.as_bytes())?;
-    tracing::info!(kid = key.kid(), "Created a signing key.");
-    Ok(Keyring::new(vec![key]))
+    let deadline = tokio::time::Instant::now() + ADOPTION_LIMIT;
+    loop {
+        manager.refresh();
+        if let Some(why) = manager.unopenable() {
+            bail!(why);
+        }
+        if manager.has_active() {
+            return Ok((manager, log));
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("no signing key came back from the key log within {ADOPTION_LIMIT:?}");
+        }
+        for record in manager.proposals() {
+            log.append(&record).await?;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Keeps the keys on schedule while the node lives: moves states as time passes and proposes
+/// the next key when its publication is due.
+pub async fn rotate(manager: Weak<KeyManager>, log: Weak<dyn KeyLog>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let (Some(manager), Some(log)) = (manager.upgrade(), log.upgrade()) else {
+            return;
+        };
+        manager.refresh();
+        for record in manager.proposals() {
+            if let Err(error) = log.append(&record).await {
+                tracing::warn!(error = %format!("{error:#}"), "Could not propose a signing key; will retry.");
+            }
+        }
+    }
+}
+
+/// The active key of an earlier version's key file, if there is one.
+fn legacy_active_key(data_dir: &Path, kek: &Kek) -> anyhow::Result<Option<KeyPair>> {
+    let path = data_dir.join(LEGACY_KEYS_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let sealed: Vec<SealedKey> =
+        serde_json::from_str(&text).with_context(|| format!("{} is malformed", path.display()))?;
+    sealed
+        .iter()
+        .find(|s| s.state == tokend_jwt::KeyState::Active)
+        .map(|s| {
+            s.open(kek)
+                .with_context(|| format!("signing key {}", s.kid))
+        })
+        .transpose()
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
@@ -106,11 +158,12 @@ mod tests {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
     use chacha20poly1305::aead::{Aead, KeyInit, Payload};
     use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+    use tokend_jwt::KeyState;
 
     use super::*;
 
     #[test]
-    fn first_format_key_files_are_sealed_again_with_every_field_bound() {
+    fn the_active_key_of_a_first_format_key_file_is_carried_over() {
         let dir = tempfile::tempdir().unwrap();
         let kek_bytes = [5u8; 32];
         let kek = Kek::from_bytes(kek_bytes);
@@ -128,18 +181,9 @@ mod tests {
             "kid": key.kid(), "state": "active", "created_at_ms": 7,
             "nonce": B64.encode(nonce), "ciphertext": B64.encode(ciphertext),
         }]);
-        let path = dir.path().join(KEYS_FILE);
-        std::fs::write(&path, old.to_string()).unwrap();
-
-        let ring = load_or_create(dir.path(), &kek, 0).unwrap();
-        assert_eq!(ring.active().unwrap().kid(), key.kid());
-        let now: Vec<SealedKey> =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert!(now.iter().all(|s| s.version == SEAL_VERSION), "{now:?}");
-        assert_eq!(now[0].open(&kek).unwrap().x(), key.x());
-        // Loading again changes nothing.
-        let again = std::fs::read_to_string(&path).unwrap();
-        load_or_create(dir.path(), &kek, 0).unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), again);
+        std::fs::write(dir.path().join(LEGACY_KEYS_FILE), old.to_string()).unwrap();
+        let carried = legacy_active_key(dir.path(), &kek).unwrap().unwrap();
+        assert_eq!(carried.kid(), key.kid());
+        assert!(legacy_active_key(dir.path(), &Kek::from_bytes([6; 32])).is_err());
     }
 }
