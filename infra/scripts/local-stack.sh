@@ -42,7 +42,7 @@ start() {
   wait_for Kafka "$run/kafka.log" "Kafka Server started"
 
   [ -f "$run/kek" ] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$run/kek"
-  export TOKEND_STORAGE__BACKEND=cluster TOKEND_STORAGE__DATA_DIR="$run/keys"
+  export TOKEND_STORAGE__BACKEND=cluster
   export TOKEND_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:19092 TOKEND_REDIS__URL=redis://127.0.0.1:16379
   export TOKEND_KEYS__KEK_FILE="$run/kek" TOKEND_TOKENS__ISSUER=http://127.0.0.1:8081
   export TOKEND_ADMIN__TOKEN=local-admin-token TOKEND_GRANTS__PASSWORD=true
@@ -52,10 +52,10 @@ start() {
   export PROJECTOR_KAFKA__REPLICATION_FACTOR=1 PROJECTOR_KAFKA__MIN_INSYNC_REPLICAS=1
 
   "$root/target/release/projector" >"$run/projector.log" 2>&1 & echo $! >"$run/projector.pid"
-  TOKEND_SEED__DEMO=true TOKEND_SERVER__LISTEN_ADDR=127.0.0.1:8081 \
+  TOKEND_SEED__DEMO=true TOKEND_SERVER__LISTEN_ADDR=127.0.0.1:8081 TOKEND_STORAGE__DATA_DIR="$run/tokend-1" \
     "$root/target/release/tokend" >"$run/tokend-1.log" 2>&1 & echo $! >"$run/tokend-1.pid"
   wait_for tokend-1 "$run/tokend-1.log" "Token node listening"
-  TOKEND_SERVER__LISTEN_ADDR=127.0.0.1:8082 \
+  TOKEND_SERVER__LISTEN_ADDR=127.0.0.1:8082 TOKEND_STORAGE__DATA_DIR="$run/tokend-2" \
     "$root/target/release/tokend" >"$run/tokend-2.log" 2>&1 & echo $! >"$run/tokend-2.pid"
   wait_for tokend-2 "$run/tokend-2.log" "Token node listening"
   echo "Local stack up: tokend http://127.0.0.1:8081 and http://127.0.0.1:8082, Kafka 127.0.0.1:19092,"
