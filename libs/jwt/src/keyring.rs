@@ -8,6 +8,16 @@ use crate::{ACCESS_TOKEN_TYP, AccessClaims, KeyPair, KeyState};
 #[derive(Debug, Default)]
 pub struct Keyring {
     keys: Vec<KeyPair>,
+    /// The JWKS document and its entity tag, made once per change of the keys (serving the
+    /// key set costs no serialisation).
+    document: Document,
+}
+
+/// The serialised JWKS and a strong entity tag for it.
+#[derive(Debug, Default, Clone)]
+pub struct Document {
+    pub body: std::sync::Arc<[u8]>,
+    pub etag: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -20,7 +30,29 @@ pub enum KeyringError {
 
 impl Keyring {
     pub fn new(keys: Vec<KeyPair>) -> Self {
-        Self { keys }
+        let mut ring = Self {
+            keys,
+            document: Document::default(),
+        };
+        ring.publish();
+        ring
+    }
+
+    fn publish(&mut self) {
+        use sha2::{Digest, Sha256};
+        let body = serde_json::to_vec(&self.jwks()).unwrap_or_default();
+        let digest = Sha256::digest(&body);
+        // The first 16 bytes of the digest: an entity tag needs no more.
+        let etag = format!("\"{}\"", hex::encode(&digest[..16]));
+        self.document = Document {
+            body: body.into(),
+            etag,
+        };
+    }
+
+    /// The JWKS, serialised, with its entity tag.
+    pub fn document(&self) -> &Document {
+        &self.document
     }
 
     /// Adds a key; a key with the same `kid` is replaced. Adding an active key retires the
@@ -37,6 +69,7 @@ impl Keyring {
         }
         self.keys.retain(|k| k.kid() != key.kid());
         self.keys.push(key);
+        self.publish();
     }
 
     pub fn active(&self) -> Option<&KeyPair> {

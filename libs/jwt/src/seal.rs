@@ -63,12 +63,7 @@ impl Kek {
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    (0..32)
-        .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
-        .collect()
+    (text.len() == 64).then(|| hex::decode(text).ok()).flatten()
 }
 
 /// The format sealed today: every field bound (see [`SealedKey::aad`]).

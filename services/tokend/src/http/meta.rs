@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
@@ -32,17 +32,38 @@ pub async fn metadata(State(s): State<AppState>) -> Json<serde_json::Value> {
     }))
 }
 
-pub async fn jwks(State(s): State<AppState>) -> Response {
-    let body = s.keys.read().jwks();
-    let mut r = Json(body).into_response();
+/// The key set, served from the document the keyring made when its keys last changed, with
+/// `ETag` (a verifier revalidating with `If-None-Match` gets `304` and no body) and
+/// `Cache-Control`.
+pub async fn jwks(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let document = s.keys.read().document().clone();
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| {
+            tags.split(',')
+                .any(|t| t.trim() == document.etag || t.trim() == "*")
+        });
+    let mut r = if unchanged {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut r =
+            axum::body::Body::from(axum::body::Bytes::from_owner(document.body)).into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/jwk-set+json"),
+        );
+        r
+    };
     let cache = format!("public, max-age={}", s.jwks_max_age_secs);
-    if let Ok(v) = HeaderValue::from_str(&cache) {
-        r.headers_mut().insert(header::CACHE_CONTROL, v);
+    for (name, value) in [
+        (header::CACHE_CONTROL, cache),
+        (header::ETAG, document.etag),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            r.headers_mut().insert(name, v);
+        }
     }
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/jwk-set+json"),
-    );
     r
 }
 

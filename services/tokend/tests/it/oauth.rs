@@ -1,6 +1,7 @@
 //! The OAuth endpoints' happy paths and their RFC-defined outcomes.
 
-use axum::http::{StatusCode, header};
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
 
 use crate::harness::{TestNode, form_request};
 
@@ -233,6 +234,19 @@ async fn metadata_and_jwks() {
 
     let j = n.get("/.well-known/jwks.json", None).await;
     assert_eq!(j.header(header::CACHE_CONTROL), "public, max-age=300");
+    assert_eq!(j.header(header::CONTENT_TYPE), "application/jwk-set+json");
+    // Revalidation: the same entity tag answers 304 with no body.
+    let etag = j.header(header::ETAG);
+    assert!(etag.starts_with('"') && etag.len() > 10, "{etag}");
+    let revalidate = Request::builder()
+        .uri("/.well-known/jwks.json")
+        .header(header::IF_NONE_MATCH, &etag)
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, body) = n.send_raw(revalidate).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    assert!(body.is_empty());
+    assert_eq!(headers.get(header::ETAG).unwrap().to_str().unwrap(), etag);
     let key = &j.json["keys"][0];
     assert_eq!(
         (key["kty"].as_str(), key["crv"].as_str()),
