@@ -158,6 +158,22 @@ impl Adopted {
         }
     }
 
+    /// Withdraws a revoked key: its epoch takes the next proposal that comes. Returns the
+    /// epoch it held.
+    pub fn withdraw(&mut self, kid: &str) -> Option<u64> {
+        let epoch = self
+            .by_epoch
+            .iter()
+            .find_map(|(e, k)| (k == kid).then_some(*e))?;
+        self.by_epoch.remove(&epoch);
+        Some(epoch)
+    }
+
+    /// Every adopted key with its epoch.
+    pub fn all(&self) -> impl Iterator<Item = (u64, &str)> {
+        self.by_epoch.iter().map(|(e, k)| (*e, k.as_str()))
+    }
+
     pub fn kid(&self, epoch: u64) -> Option<&str> {
         self.by_epoch.get(&epoch).map(String::as_str)
     }

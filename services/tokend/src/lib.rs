@@ -5,7 +5,7 @@
 mod backends;
 pub mod config;
 pub mod http;
-mod keys;
+pub mod keys;
 mod seed;
 mod serve;
 
@@ -41,9 +41,7 @@ pub struct Node {
     pub demo: Option<DemoSecrets>,
     /// The signing keys and their log (the rotation task holds them weakly: it ends with the
     /// node).
-    pub keys: Arc<keys::KeyManager>,
-    #[expect(dead_code, reason = "held: the key log lives as long as the node")]
-    key_log: Arc<dyn keys::KeyLog>,
+    pub keys: Arc<keys::Keys>,
 }
 
 impl Node {
@@ -56,13 +54,9 @@ impl Node {
         })?;
         config.validate()?;
         let kek = keys::kek(config)?;
-        let (key_manager, key_log) = keys::start(config, clock.clone()).await?;
-        tokio::spawn(keys::rotate(
-            Arc::downgrade(&key_manager),
-            Arc::downgrade(&key_log),
-            KEY_CHECK,
-        ));
-        let keyring = key_manager.keyring();
+        let signing_keys = keys::start(config, clock.clone()).await?;
+        tokio::spawn(keys::rotate(Arc::downgrade(&signing_keys), KEY_CHECK));
+        let keyring = signing_keys.manager.keyring();
         let backends = backends::open(config).await?;
         let settings = Settings {
             issuer: config.tokens.issuer.clone(),
@@ -110,7 +104,7 @@ impl Node {
             http::AppState::new(
                 service.clone(),
                 verifier,
-                keyring,
+                signing_keys.clone(),
                 admin_token,
                 BrowserKeys::new(kek.derive("session"), kek.derive("csrf")),
                 clock.clone(),
@@ -124,8 +118,7 @@ impl Node {
             memory: backends.memory,
             clock,
             demo,
-            keys: key_manager,
-            key_log,
+            keys: signing_keys,
         })
     }
 

@@ -98,7 +98,7 @@ async fn three_nodes_rotate_through_the_key_topic_and_agree() {
     config.storage.data_dir = dir.path().to_path_buf();
     config.seed.demo = false;
     let late = tokend::Node::start(&config, clock.clone()).await.unwrap();
-    let ring = late.keys.keyring();
+    let ring = late.keys.manager.keyring();
     assert_eq!(
         ring.read().active().map(|k| k.kid().to_owned()),
         Some(second)

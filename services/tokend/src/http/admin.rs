@@ -24,6 +24,30 @@ pub fn routes() -> Router<AppState> {
         .route("/users", post(create_user))
         .route("/users/{username}/disable", post(disable_user))
         .route("/subjects/{sub}/revoke", post(revoke_subject))
+        .route("/keys", get(list_keys))
+        .route("/keys/{kid}/revoke", post(revoke_key))
+}
+
+async fn list_keys(_: Admin, State(s): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "keys": s.keys.manager.list() }))
+}
+
+/// Emergency: withdraws a signing key on every node; tokens it signed stop verifying there.
+async fn revoke_key(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(kid): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    match s.keys.revoke(&kid).await {
+        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        Ok(false) => {
+            Err(tokend_oauth::OAuthError::NotFound(format!("no signing key '{kid}'")).into())
+        }
+        Err(error) => {
+            tracing::warn!(error = %format!("{error:#}"), "Key revocation not written.");
+            Err(tokend_oauth::OAuthError::Unavailable.into())
+        }
+    }
 }
 
 /// Proof that the caller presented the admin token (compared as SHA-256 digests, in constant

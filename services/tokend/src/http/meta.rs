@@ -36,7 +36,7 @@ pub async fn metadata(State(s): State<AppState>) -> Json<serde_json::Value> {
 /// `ETag` (a verifier revalidating with `If-None-Match` gets `304` and no body) and
 /// `Cache-Control`.
 pub async fn jwks(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    let document = s.keys.read().document().clone();
+    let document = s.keys.manager.keyring().read().document().clone();
     let unchanged = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())

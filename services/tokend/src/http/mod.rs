@@ -18,7 +18,7 @@ use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::{HeaderValue, Method, header};
 use axum::routing::{get, post};
 use tokend_domain::Clock;
-use tokend_jwt::{AccessClaims, SharedKeyring};
+use tokend_jwt::AccessClaims;
 use tokend_oauth::TokenService;
 use tokend_oauth::browser::BrowserKeys;
 use tokend_verify::{RevocationCheck, Verifier};
@@ -33,7 +33,7 @@ use crate::Config;
 pub struct AppState {
     svc: Arc<TokenService>,
     verifier: Arc<Verifier>,
-    keys: Arc<SharedKeyring>,
+    keys: Arc<crate::keys::Keys>,
     admin_token_digest: Option<[u8; 32]>,
     jwks_max_age_secs: u64,
     browser: Arc<pages::Browser>,
@@ -44,7 +44,7 @@ impl AppState {
     pub fn new(
         svc: Arc<TokenService>,
         verifier: Arc<Verifier>,
-        keys: Arc<SharedKeyring>,
+        keys: Arc<crate::keys::Keys>,
         admin_token: Option<String>,
         browser_keys: BrowserKeys,
         clock: Arc<dyn Clock>,

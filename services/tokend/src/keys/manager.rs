@@ -12,6 +12,18 @@ use tokend_jwt::{
     Adopted, Kek, KeyPair, KeyRecord, KeyState, Keyring, Rotation, SealedKey, SharedKeyring,
 };
 
+/// One adopted key, as the admin API lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyInfo {
+    pub kid: String,
+    pub epoch: u64,
+    /// `next`, `active` or `retired`; absent when not published (yet, or any more).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<KeyState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_at_ms: Option<i64>,
+}
+
 pub struct KeyManager {
     kek: Kek,
     rotation: Rotation,
@@ -60,7 +72,7 @@ impl KeyManager {
             let mut known = self.known();
             match record {
                 KeyRecord::Proposed { epoch, key } => {
-                    if !known.adopted.propose(epoch, &key.kid) {
+                    if known.revoked.contains(&key.kid) || !known.adopted.propose(epoch, &key.kid) {
                         return; // a later proposal for an epoch that has its key
                     }
                     match key.open(&self.kek) {
@@ -77,7 +89,10 @@ impl KeyManager {
                     }
                 }
                 KeyRecord::Revoked { kid } => {
-                    tracing::warn!(%kid, "Signing key revoked.");
+                    // Its epoch takes the next proposal (every node sees the same order).
+                    let epoch = known.adopted.withdraw(&kid);
+                    tracing::warn!(%kid, ?epoch, "Signing key revoked.");
+                    known.keys.remove(&kid);
                     known.revoked.insert(kid);
                 }
             }
@@ -144,6 +159,29 @@ impl KeyManager {
                 epoch,
                 key: SealedKey::seal(key, &self.kek),
             })
+    }
+
+    /// The adopted keys, newest epoch first: kid, epoch, state now (`None`: not published).
+    pub fn list(&self) -> Vec<KeyInfo> {
+        let now = self.clock.now_secs();
+        let known = self.known();
+        let mut keys: Vec<KeyInfo> = known
+            .adopted
+            .all()
+            .map(|(epoch, kid)| KeyInfo {
+                kid: kid.to_owned(),
+                epoch,
+                state: self.rotation.state(epoch, now),
+                created_at_ms: known.keys.get(kid).map(KeyPair::created_at_ms),
+            })
+            .collect();
+        keys.reverse();
+        keys
+    }
+
+    /// Whether `kid` is an adopted key (revoked ones are not).
+    pub fn knows(&self, kid: &str) -> bool {
+        self.known().adopted.all().any(|(_, k)| k == kid)
     }
 
     /// An adopted key this node cannot open: it must not serve (a KEK mismatch).
@@ -241,6 +279,14 @@ mod tests {
         let kid = active(&a).unwrap();
         a.apply(KeyRecord::Revoked { kid: kid.clone() });
         assert!(a.keyring().read().get(&kid).is_none());
+        assert!(!a.has_active() && !a.knows(&kid));
+        // Its epoch takes the next proposal; the revoked key can never come back.
+        let replacement = a.proposals();
+        assert_eq!(replacement.len(), 1);
+        log(&[&a], &p);
+        log(&[&a], &replacement);
+        let now = active(&a).unwrap();
+        assert_ne!(now, kid);
     }
 
     #[test]

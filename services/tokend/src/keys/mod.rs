@@ -15,7 +15,29 @@ use tokend_domain::Clock;
 use tokend_jwt::{Kek, KeyPair, SealedKey};
 
 pub use log::{FileKeyLog, KafkaKeyLog, KeyLog};
-pub use manager::KeyManager;
+pub use manager::{KeyInfo, KeyManager};
+
+/// A node's signing keys and the log they come from.
+pub struct Keys {
+    pub manager: Arc<KeyManager>,
+    log: Arc<dyn KeyLog>,
+}
+
+impl Keys {
+    /// Emergency: withdraws `kid` on every node (through the key log); `false` if no adopted
+    /// key has that id. A revoked active key is replaced within a rotation check (a second).
+    pub async fn revoke(&self, kid: &str) -> anyhow::Result<bool> {
+        if !self.manager.knows(kid) {
+            return Ok(false);
+        }
+        self.log
+            .append(&tokend_jwt::KeyRecord::Revoked {
+                kid: kid.to_owned(),
+            })
+            .await?;
+        Ok(true)
+    }
+}
 
 use crate::config::{self, Backend, Config};
 
@@ -61,10 +83,7 @@ pub fn kek(config: &Config) -> anyhow::Result<Kek> {
 
 /// Opens the key log, applies it, and returns once a key signs for the current epoch (read
 /// back from the log: never one the other nodes cannot have seen).
-pub async fn start(
-    config: &Config,
-    clock: Arc<dyn Clock>,
-) -> anyhow::Result<(Arc<KeyManager>, Arc<dyn KeyLog>)> {
+pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Keys>> {
     let kek = kek(config)?;
     let manager = KeyManager::new(kek.clone(), config.keys.rotation(), clock);
     let log: Arc<dyn KeyLog> = match config.storage.backend {
@@ -91,7 +110,7 @@ pub async fn start(
             bail!(why);
         }
         if manager.has_active() {
-            return Ok((manager, log));
+            return Ok(Arc::new(Keys { manager, log }));
         }
         if tokio::time::Instant::now() > deadline {
             bail!("no signing key came back from the key log within {ADOPTION_LIMIT:?}");
@@ -105,15 +124,15 @@ pub async fn start(
 
 /// Keeps the keys on schedule while the node lives: moves states as time passes and proposes
 /// the next key when its publication is due.
-pub async fn rotate(manager: Weak<KeyManager>, log: Weak<dyn KeyLog>, every: Duration) {
+pub async fn rotate(keys: Weak<Keys>, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
-        let (Some(manager), Some(log)) = (manager.upgrade(), log.upgrade()) else {
+        let Some(keys) = keys.upgrade() else {
             return;
         };
-        manager.refresh();
-        for record in manager.proposals() {
-            if let Err(error) = log.append(&record).await {
+        keys.manager.refresh();
+        for record in keys.manager.proposals() {
+            if let Err(error) = keys.log.append(&record).await {
                 tracing::warn!(error = %format!("{error:#}"), "Could not propose a signing key; will retry.");
             }
         }

@@ -195,3 +195,39 @@ async fn log_out_everywhere_and_revoke_all_of_a_client() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_revoked_signing_key_is_withdrawn_and_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = TestNode::start(dir.path()).await;
+    let listed = n.get_admin("/admin/keys").await;
+    let keys = listed.json["keys"].as_array().unwrap().clone();
+    assert_eq!(keys.len(), 1, "{}", listed.json);
+    assert_eq!(keys[0]["state"], "active");
+    let kid = keys[0]["kid"].as_str().unwrap().to_owned();
+    let before = n.password_grant().await.str("access_token");
+    assert_eq!(n.data_status(&before).await, StatusCode::OK);
+
+    let path = format!("/admin/keys/{kid}/revoke");
+    let r = n.json(Method::POST, &path, "", Some(ADMIN)).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    // What it signed no longer verifies, and it is gone from the JWKS.
+    assert_eq!(n.data_status(&before).await, StatusCode::UNAUTHORIZED);
+    let jwks = n.get("/.well-known/jwks.json", None).await;
+    assert!(!jwks.json.to_string().contains(&kid));
+    // Within a rotation check another key signs.
+    let mut replaced = None;
+    for _ in 0..50 {
+        let t = n.password_grant_raw().await;
+        if t.status == StatusCode::OK {
+            replaced = Some(t.str("access_token"));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let after = replaced.expect("a new key signs within seconds");
+    assert_ne!(tokend_jwt::token_kid(&after).unwrap(), kid);
+    assert_eq!(n.data_status(&after).await, StatusCode::OK);
+    let again = n.json(Method::POST, &path, "", Some(ADMIN)).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+}

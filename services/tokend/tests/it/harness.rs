@@ -143,13 +143,29 @@ impl TestNode {
 
     /// The password grant for the demo user.
     pub async fn password_grant(&self) -> Reply {
+        let r = self.password_grant_raw().await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+        r
+    }
+
+    /// The demo user's password grant, whatever it answers.
+    pub async fn password_grant_raw(&self) -> Reply {
         let body = format!(
             "grant_type=password&username=demo&password={}",
             self.password
         );
-        let r = self.form("/oauth/token", &body).await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.json);
-        r
+        self.form("/oauth/token", &body).await
+    }
+
+    /// GET with the admin token.
+    pub async fn get_admin(&self, path: &str) -> Reply {
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
+            .body(Body::empty())
+            .unwrap();
+        self.send(req).await
     }
 
     pub async fn active(&self, token: &str) -> bool {
