@@ -190,3 +190,66 @@ async fn cluster_mode_refuses_to_start_without_an_operator_kek() {
         "no development KEK is made in cluster mode"
     );
 }
+
+/// The embedded mode rotates with the cluster's code: on the node's clock, the next key is
+/// published ahead of signing, then signs, and the retired key still verifies.
+#[tokio::test]
+async fn the_embedded_node_rotates_its_keys_on_schedule() {
+    const DAY: i64 = 86_400;
+    let dir = tempfile::tempdir().unwrap();
+    let n = TestNode::start(dir.path()).await;
+    let kids = |reply: &crate::harness::Reply| -> Vec<String> {
+        reply.json["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let first_token = n.password_grant().await.str("access_token");
+    let first = tokend_jwt::token_kid(&first_token).unwrap();
+    let now = tokend_domain::Clock::now_secs(&*n.clock);
+    let next_start = (now / DAY + 1) * DAY;
+    n.clock.advance_secs(next_start - 3600 - now);
+    let mut published = Vec::new();
+    for _ in 0..50 {
+        published = kids(&n.get("/.well-known/jwks.json", None).await);
+        if published.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        published.len(),
+        2,
+        "the next key is published an hour ahead"
+    );
+    let early = n.password_grant().await.str("access_token");
+    assert_eq!(
+        tokend_jwt::token_kid(&early).unwrap(),
+        first,
+        "but does not sign yet"
+    );
+
+    n.clock.advance_secs(3600 - 10);
+    let old = n.password_grant().await.str("access_token");
+    n.clock.advance_secs(20);
+    let mut second = first.clone();
+    for _ in 0..50 {
+        second = tokend_jwt::token_kid(&n.password_grant().await.str("access_token")).unwrap();
+        if second != first {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_ne!(second, first);
+    assert!(
+        published.contains(&second),
+        "the key that signs is the one published ahead"
+    );
+    assert_eq!(
+        n.data_status(&old).await,
+        StatusCode::OK,
+        "the retired key still verifies"
+    );
+}
