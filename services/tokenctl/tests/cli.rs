@@ -1,0 +1,109 @@
+//! `tokenctl` against a real token node on loopback: a key revocation and client management
+//! end to end, and the exit codes a script relies on.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+const ADMIN: &str = "cli-admin-token";
+
+fn tokenctl(url: &str, token: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tokenctl"))
+        .env("TOKENCTL_URL", url)
+        .env("TOKENCTL_TOKEN", token)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_clients_end_to_end_with_script_friendly_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = tokend::Config::default();
+    config.storage.data_dir = dir.path().to_path_buf();
+    config.storage.fsync = false;
+    config.server.listen_addr = "127.0.0.1:0".parse().unwrap();
+    config.admin.token = Some(ADMIN.into());
+    let listeners = tokend::Listeners::bind(&config).unwrap();
+    let url = format!("http://{}", listeners.main_addr().unwrap());
+    let clock = Arc::new(tokend::SystemClock);
+    let node = tokend::Node::start(&config, clock).await.unwrap();
+    let router = node.router.clone();
+    let served = config.clone();
+    tokio::spawn(
+        async move { tokend::serve(listeners, &served, router, std::future::pending()).await },
+    );
+
+    let run = |args: &'static [&'static str]| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || tokenctl(&url, ADMIN, args))
+    };
+    // Keys: list, revoke the active one; a second revocation of it is refused (exit 1).
+    let listed = run(&["keys", "list", "--json"]).await.unwrap();
+    assert!(listed.status.success(), "{listed:?}");
+    let kid = json(&listed)["keys"][0]["kid"].as_str().unwrap().to_owned();
+    let (u, k) = (url.clone(), kid.clone());
+    let revoked = tokio::task::spawn_blocking(move || tokenctl(&u, ADMIN, &["keys", "revoke", &k]))
+        .await
+        .unwrap();
+    assert!(revoked.status.success(), "{revoked:?}");
+    let jwks = reqwest::get(format!("{url}/.well-known/jwks.json"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!jwks.contains(&kid), "the revoked key left the JWKS");
+    let (u, k) = (url.clone(), kid.clone());
+    let again = tokio::task::spawn_blocking(move || tokenctl(&u, ADMIN, &["keys", "revoke", &k]))
+        .await
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no signing key"));
+
+    // Clients: register (the secret printed once), then list.
+    let registered = run(&[
+        "clients",
+        "register",
+        "--id",
+        "billing",
+        "--name",
+        "Billing",
+        "--grant",
+        "client_credentials",
+        "--scope",
+        "read",
+        "--audience",
+        "api",
+        "--json",
+    ])
+    .await
+    .unwrap();
+    assert!(registered.status.success(), "{registered:?}");
+    assert!(
+        json(&registered)["client_secret"]
+            .as_str()
+            .is_some_and(|s| s.len() > 20)
+    );
+    let clients = run(&["clients", "list"]).await.unwrap();
+    assert!(String::from_utf8_lossy(&clients.stdout).contains("billing  Billing"));
+
+    // A wrong admin token is refused (1); an unreachable node is unavailable (3); a usage
+    // error is 2.
+    let (u,) = (url.clone(),);
+    let wrong = tokio::task::spawn_blocking(move || tokenctl(&u, "wrong", &["keys", "list"]))
+        .await
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(1));
+    let gone =
+        tokio::task::spawn_blocking(|| tokenctl("http://127.0.0.1:9", ADMIN, &["keys", "list"]))
+            .await
+            .unwrap();
+    assert_eq!(gone.status.code(), Some(3));
+    let usage = run(&["keys", "frobnicate"]).await.unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+}
