@@ -54,7 +54,7 @@ impl Node {
         })?;
         config.validate()?;
         let kek = keys::kek(config)?;
-        let signing_keys = keys::start(config, clock.clone()).await?;
+        let signing_keys = keys::start(config, &kek, clock.clone()).await?;
         tokio::spawn(keys::rotate(Arc::downgrade(&signing_keys), KEY_CHECK));
         let keyring = signing_keys.manager.keyring();
         let backends = backends::open(config).await?;

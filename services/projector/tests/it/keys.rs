@@ -97,7 +97,13 @@ async fn three_nodes_rotate_through_the_key_topic_and_agree() {
     let mut config = c.config.clone();
     config.storage.data_dir = dir.path().to_path_buf();
     config.seed.demo = false;
+    let started = std::time::Instant::now();
     let late = tokend::Node::start(&config, clock.clone()).await.unwrap();
+    println!(
+        "a node started after two rotations was ready in {:?} ({} keys adopted from the topic)",
+        started.elapsed(),
+        late.keys.manager.list().len()
+    );
     let ring = late.keys.manager.keyring();
     assert_eq!(
         ring.read().active().map(|k| k.kid().to_owned()),

@@ -83,8 +83,11 @@ pub fn kek(config: &Config) -> anyhow::Result<Kek> {
 
 /// Opens the key log, applies it, and returns once a key signs for the current epoch (read
 /// back from the log: never one the other nodes cannot have seen).
-pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Keys>> {
-    let kek = kek(config)?;
+pub async fn start(
+    config: &Config,
+    kek: &Kek,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Arc<Keys>> {
     let manager = KeyManager::new(kek.clone(), config.keys.rotation(), clock);
     let log: Arc<dyn KeyLog> = match config.storage.backend {
         Backend::Embedded => Arc::new(FileKeyLog::open(
@@ -94,7 +97,7 @@ pub async fn start(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Arc
         )?),
         Backend::Cluster => Arc::new(KafkaKeyLog::open(&config.kafka, &manager).await?),
     };
-    if let Some(key) = legacy_active_key(&config.storage.data_dir, &kek)?
+    if let Some(key) = legacy_active_key(&config.storage.data_dir, kek)?
         && let Some(record) = manager.adopt_existing(&key)
     {
         log.append(&record).await?;
