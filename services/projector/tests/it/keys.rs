@@ -111,3 +111,19 @@ async fn three_nodes_rotate_through_the_key_topic_and_agree() {
     );
     assert!(ring.read().get(&first).is_some(), "the retired key too");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_another_kek_refuses_to_start_with_a_clear_message() {
+    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    let (k, r) = (kafka().await, redis().await);
+    let c = Cluster::start(&k.bootstrap, &r.url, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = c.config.clone();
+    config.storage.data_dir = dir.path().to_path_buf();
+    config.seed.demo = false;
+    config.keys.kek = Some("99".repeat(32));
+    let refused = tokend::Node::start(&config, Arc::new(tokend_verify::SystemClock)).await;
+    let error = format!("{:#}", refused.err().expect("another KEK must not start"));
+    assert!(error.contains("does not open"), "{error}");
+    assert!(error.contains("KEK"), "{error}");
+}

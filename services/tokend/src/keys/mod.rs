@@ -83,11 +83,7 @@ pub fn kek(config: &Config) -> anyhow::Result<Kek> {
 
 /// Opens the key log, applies it, and returns once a key signs for the current epoch (read
 /// back from the log: never one the other nodes cannot have seen).
-pub async fn start(
-    config: &Config,
-    kek: &Kek,
-    clock: Arc<dyn Clock>,
-) -> anyhow::Result<Arc<Keys>> {
+pub async fn start(config: &Config, kek: &Kek, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Keys>> {
     let manager = KeyManager::new(kek.clone(), config.keys.rotation(), clock);
     let log: Arc<dyn KeyLog> = match config.storage.backend {
         Backend::Embedded => Arc::new(FileKeyLog::open(
