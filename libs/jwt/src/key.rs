@@ -2,9 +2,8 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use ed25519_dalek::SigningKey;
-use ed25519_dalek::pkcs8::EncodePrivateKey;
-use jsonwebtoken::{DecodingKey, EncodingKey};
+use ed25519_dalek::{Signer, SigningKey};
+use jsonwebtoken::DecodingKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -23,7 +22,8 @@ pub struct KeyPair {
     state: KeyState,
     created_at_ms: i64,
     signing: SigningKey,
-    encoding: EncodingKey,
+    /// The JOSE header of its access tokens, base64url-encoded once.
+    header: String,
     decoding: DecodingKey,
     x: String,
 }
@@ -52,16 +52,17 @@ impl KeyPair {
     fn from_signing_key(signing: SigningKey, state: KeyState, created_at_ms: i64) -> Self {
         let public = signing.verifying_key().to_bytes();
         let x = B64.encode(public);
-        // PKCS#8 encoding of a valid Ed25519 key cannot fail; an empty key would fail to sign.
-        let der = signing
-            .to_pkcs8_der()
-            .map(|d| d.as_bytes().to_vec())
-            .unwrap_or_default();
+        let kid = thumbprint(&x);
+        let header = serde_json::json!({
+            "typ": crate::ACCESS_TOKEN_TYP,
+            "alg": "EdDSA",
+            "kid": kid,
+        });
         Self {
-            kid: thumbprint(&x),
+            header: B64.encode(header.to_string()),
+            kid,
             state,
             created_at_ms,
-            encoding: EncodingKey::from_ed_der(&der),
             decoding: DecodingKey::from_ed_der(&public),
             signing,
             x,
@@ -92,8 +93,22 @@ impl KeyPair {
     pub(crate) fn seed(&self) -> zeroize::Zeroizing<[u8; 32]> {
         zeroize::Zeroizing::new(self.signing.to_bytes())
     }
-    pub(crate) fn encoding(&self) -> &EncodingKey {
-        &self.encoding
+    /// The base64url Ed25519 signature of `input` (RFC 8037), with the key held in memory:
+    /// no key parsing per signature.
+    pub(crate) fn signature(&self, input: &[u8]) -> String {
+        B64.encode(self.signing.sign(input).to_bytes())
+    }
+
+    /// A compact JWS of `payload` (JSON) under this key's access-token header.
+    pub(crate) fn sign_jws(&self, payload: &[u8]) -> String {
+        let mut token = String::with_capacity(self.header.len() + payload.len() * 4 / 3 + 100);
+        token.push_str(&self.header);
+        token.push('.');
+        B64.encode_string(payload, &mut token);
+        let signature = self.signature(token.as_bytes());
+        token.push('.');
+        token.push_str(&signature);
+        token
     }
     pub(crate) fn decoding(&self) -> &DecodingKey {
         &self.decoding

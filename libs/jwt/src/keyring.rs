@@ -1,9 +1,7 @@
 //! The keyring: every key this node knows, at most one of them active. Signing uses the active
 //! key; verification accepts any key in the ring by `kid`.
 
-use jsonwebtoken::{Algorithm, Header};
-
-use crate::{ACCESS_TOKEN_TYP, AccessClaims, KeyPair, KeyState};
+use crate::{AccessClaims, KeyPair, KeyState};
 
 #[derive(Debug, Default)]
 pub struct Keyring {
@@ -87,10 +85,8 @@ impl Keyring {
     /// Signs the claims with the active key as an RFC 9068 access token.
     pub fn sign(&self, claims: &AccessClaims) -> Result<String, KeyringError> {
         let key = self.active().ok_or(KeyringError::NoActiveKey)?;
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
-        header.kid = Some(key.kid().to_owned());
-        jsonwebtoken::encode(&header, claims, key.encoding()).map_err(|_| KeyringError::Sign)
+        let payload = serde_json::to_vec(claims).map_err(|_| KeyringError::Sign)?;
+        Ok(key.sign_jws(&payload))
     }
 
     /// The RFC 7517 key set: every key, next and retired included.
