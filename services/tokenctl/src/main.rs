@@ -173,6 +173,16 @@ fn admin_token(cli: &Cli) -> Result<String, Failure> {
     }
 }
 
+/// One line per element of a JSON array (nothing for anything else).
+fn lines(list: &Value, line: impl Fn(&Value) -> String) -> String {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .map(line)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Runs the command; returns what to print.
 async fn run(cli: &Cli) -> Result<(Value, String), Failure> {
     let api = Api {
@@ -187,20 +197,14 @@ async fn run(cli: &Cli) -> Result<(Value, String), Failure> {
     Ok(match &cli.command {
         Command::Keys { action: Keys::List } => {
             let v = api.call(Method::GET, "/admin/keys", None).await?;
-            let lines: Vec<String> = v["keys"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|k| {
-                    format!(
-                        "{}  epoch {}  {}",
-                        k["kid"].as_str().unwrap_or_default(),
-                        k["epoch"],
-                        k["state"].as_str().unwrap_or("unpublished")
-                    )
-                })
-                .collect();
-            let summary = lines.join("\n");
+            let summary = lines(&v["keys"], |k| {
+                format!(
+                    "{}  epoch {}  {}",
+                    k["kid"].as_str().unwrap_or_default(),
+                    k["epoch"],
+                    k["state"].as_str().unwrap_or("unpublished")
+                )
+            });
             (v, summary)
         }
         Command::Keys {
@@ -213,24 +217,18 @@ async fn run(cli: &Cli) -> Result<(Value, String), Failure> {
             action: Clients::List,
         } => {
             let v = api.call(Method::GET, "/admin/clients", None).await?;
-            let lines: Vec<String> = v
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|c| {
-                    format!(
-                        "{}  {}{}",
-                        c["client_id"].as_str().unwrap_or_default(),
-                        c["name"].as_str().unwrap_or_default(),
-                        if c["disabled"] == true {
-                            "  (disabled)"
-                        } else {
-                            ""
-                        }
-                    )
-                })
-                .collect();
-            let summary = lines.join("\n");
+            let summary = lines(&v, |c| {
+                format!(
+                    "{}  {}{}",
+                    c["client_id"].as_str().unwrap_or_default(),
+                    c["name"].as_str().unwrap_or_default(),
+                    if c["disabled"] == true {
+                        "  (disabled)"
+                    } else {
+                        ""
+                    }
+                )
+            });
             (v, summary)
         }
         Command::Clients {
