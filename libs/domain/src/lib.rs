@@ -9,4 +9,4 @@ mod projection;
 
 pub use clock::{Clock, ManualClock};
 pub use ports::{Applied, EventLog, LogError, LogPosition, StateStore, StoreError};
-pub use projection::{Alignment, Key, Projection, Record, State, align, keys};
+pub use projection::{Alignment, Key, Projection, Record, RevocationKeys, State, align, keys};

@@ -105,6 +105,8 @@ pub struct RevocationQuery {
     pub client_id: String,
     /// When the token's grant began (ms).
     pub auth_time_ms: i64,
+    /// The key that signed the token (its header's `kid`).
+    pub kid: String,
 }
 
 /// What the revocation rule reads for one token: one round trip's worth of records.
@@ -115,13 +117,17 @@ pub struct RevocationState {
     pub family: Option<FamilyRecord>,
     pub subject_watermark: Option<i64>,
     pub client_watermark: Option<i64>,
+    /// The key that signed the token was revoked.
+    pub key_revoked: bool,
 }
 
 impl RevocationState {
-    /// The rule: revoked by `jti`, by its family, or because its grant began before a
-    /// subject- or client-wide "revoked before" watermark (ms, exact: no rounding to seconds).
+    /// The rule: revoked by `jti`, by its family, by its signing key, or because its grant
+    /// began before a subject- or client-wide "revoked before" watermark (ms, exact: no
+    /// rounding to seconds).
     pub fn revokes(&self, auth_time_ms: i64) -> bool {
         self.token_revoked
+            || self.key_revoked
             || self.family.as_ref().is_some_and(|f| f.revoked)
             || before_watermark(auth_time_ms, self.subject_watermark)
             || before_watermark(auth_time_ms, self.client_watermark)

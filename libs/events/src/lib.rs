@@ -13,7 +13,8 @@
 //!   id, so issue → rotate → reuse-detect → revoke of a family and the single use of a code
 //!   apply in append order, and one busy client's tokens spread over every partition;
 //! - `SubjectRevoked`, `UserCreated`, `UserDisabled` are keyed by the user name;
-//! - `ClientRegistered`, `ClientDisabled`, `ClientRevoked` by the client id.
+//! - `ClientRegistered`, `ClientDisabled`, `ClientRevoked` by the client id;
+//! - `SigningKeyRevoked` by the key id (its record is the key's alone).
 //!
 //! Every record of the projection is written by events of one key only (a family's refresh
 //! tokens, code and revoked flag; a subject's watermark and user record; a client's watermark

@@ -68,6 +68,7 @@ events! {
     TokenFamilyRevoked => 1,
     SubjectRevoked => 1,
     AuthorizationCodeIssued => 1,
+    SigningKeyRevoked => 1,
 }
 
 impl Event {
@@ -84,6 +85,7 @@ impl Event {
             Event::TokenFamilyRevoked(e) => &e.family_id,
             Event::SubjectRevoked(e) => &e.sub,
             Event::AuthorizationCodeIssued(e) => &e.family_id,
+            Event::SigningKeyRevoked(e) => &e.kid,
         }
     }
 }
@@ -240,4 +242,13 @@ pub struct AuthorizationCodeIssued {
     /// used), so the token request need not send it (RFC 6749 4.1.3). Absent: it did.
     #[serde(default)]
     pub redirect_uri_implied: bool,
+}
+
+/// Emergency: every token signed by the key `kid` is revoked, wherever it is verified (the
+/// key also leaves the JWKS through the key log).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningKeyRevoked {
+    pub kid: String,
+    /// When it was revoked (ms).
+    pub at_ms: i64,
 }

@@ -20,6 +20,7 @@ fn bench(c: &mut Criterion) {
         exp: 1_700_000_900,
         nbf: None,
         gty: None,
+        kid: String::new(),
     };
     let policy = VerifyPolicy {
         issuer: claims.iss.clone(),

@@ -27,6 +27,10 @@ pub struct AccessClaims {
     /// is the client id): such a token has no user, so user-wide revocations pass it by.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gty: Option<String>,
+    /// The key that signed the token (its header's `kid`): set by verification, never a
+    /// claim of its own.
+    #[serde(skip)]
+    pub kid: String,
 }
 
 /// `gty` of a client's own token.

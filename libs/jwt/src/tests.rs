@@ -78,6 +78,7 @@ fn claims(iat: i64, exp: i64) -> AccessClaims {
         exp,
         nbf: None,
         gty: None,
+        kid: String::new(),
     }
 }
 
@@ -93,7 +94,15 @@ fn sign_then_verify_round_trip_with_at_jwt_header() {
     assert_eq!(header.typ.as_deref(), Some("at+jwt"));
     assert_eq!(header.kid.as_deref(), ring.active().map(|k| k.kid()));
     let got = policy().verify(&ring, &token, 1100).unwrap();
-    assert_eq!(got, claims(1000, 1600));
+    let kid = header.kid.unwrap();
+    assert_eq!(
+        got,
+        AccessClaims {
+            kid,
+            ..claims(1000, 1600)
+        },
+        "verification names the key"
+    );
     assert!(got.has_scope("write") && !got.has_scope("wri"));
 }
 

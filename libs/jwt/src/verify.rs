@@ -124,9 +124,10 @@ impl VerifyPolicy {
         } else {
             validation.set_audience(&self.audiences);
         }
-        let claims = jsonwebtoken::decode::<AccessClaims>(token, key, &validation)
+        let mut claims = jsonwebtoken::decode::<AccessClaims>(token, key, &validation)
             .map_err(|_| VerifyError::Invalid)?
             .claims;
+        claims.kid = kid;
         if claims.exp + self.leeway_secs <= now_secs {
             return Err(VerifyError::Expired);
         }

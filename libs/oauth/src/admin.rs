@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 use tokend_domain::model::Client;
 use tokend_events::{
-    ClientDisabled, ClientRegistered, ClientRevoked, SubjectRevoked, UserCreated, UserDisabled,
+    ClientDisabled, ClientRegistered, ClientRevoked, SigningKeyRevoked, SubjectRevoked,
+    UserCreated, UserDisabled,
 };
 
 use crate::secrets::{self, Secret};
@@ -326,6 +327,19 @@ impl TokenService {
             .append(ClientRevoked {
                 client_id: client_id.to_owned(),
                 revoked_before_ms: self.watermark_now(),
+            })
+            .await?;
+        self.await_consistency(position, None).await
+    }
+
+    /// Emergency: every token the signing key `kid` signed is revoked, through the log and
+    /// under the same consistency as any revocation. (Withdrawing the key from the key set is
+    /// the key log's part.)
+    pub async fn revoke_signing_key(&self, kid: &str) -> Result<()> {
+        let position = self
+            .append(SigningKeyRevoked {
+                kid: kid.to_owned(),
+                at_ms: self.clock.now_ms(),
             })
             .await?;
         self.await_consistency(position, None).await

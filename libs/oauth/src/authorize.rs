@@ -156,6 +156,7 @@ impl TokenService {
             sub: Some(session.user.clone()),
             client_id: String::new(), // nor a client
             auth_time_ms: session.auth_time_ms,
+            kid: String::new(), // nor a signing key
         };
         Ok(!self.store.is_revoked(&query).await?)
     }

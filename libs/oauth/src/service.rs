@@ -151,6 +151,7 @@ impl TokenService {
             exp: now + self.settings.access_ttl_secs,
             nbf: None,
             gty: issue.own.then(|| CLIENT_CREDENTIALS.to_owned()),
+            kid: String::new(), // the header carries it
         };
         let access_token = self.keys.read().sign(&claims).map_err(|e| {
             tracing::error!(error = %e, "Cannot sign an access token.");

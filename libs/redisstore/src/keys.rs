@@ -13,6 +13,7 @@ pub(crate) fn record_key(prefix: &str, key: &Key) -> String {
         Key::RevokedToken(id) => ("rev:", id),
         Key::SubjectWatermark(id) => ("wm:sub:", id),
         Key::ClientWatermark(id) => ("wm:cli:", id),
+        Key::RevokedKey(id) => ("revkid:", id),
     };
     format!("{prefix}{kind}{id}")
 }
@@ -21,7 +22,9 @@ pub(crate) fn record_key(prefix: &str, key: &Key) -> String {
 /// tokens (the hot path reads those).
 pub(crate) fn encode(record: &Record) -> String {
     let json = match record {
-        Record::RevokedToken(n) | Record::Watermark(n) => return n.to_string(),
+        Record::RevokedToken(n) | Record::Watermark(n) | Record::RevokedKey(n) => {
+            return n.to_string();
+        }
         Record::Client(c) => serde_json::to_string(c),
         Record::User(u) => serde_json::to_string(u),
         Record::Family(f) => serde_json::to_string(f),
@@ -49,12 +52,14 @@ fn kind(key: &Key) -> &'static str {
         Key::Code(_) => "code",
         Key::RevokedToken(_) => "revoked token",
         Key::SubjectWatermark(_) | Key::ClientWatermark(_) => "watermark",
+        Key::RevokedKey(_) => "revoked signing key",
     }
 }
 
 fn parse(key: &Key, value: &str) -> Option<Record> {
     Some(match key {
         Key::RevokedToken(_) => Record::RevokedToken(value.parse().ok()?),
+        Key::RevokedKey(_) => Record::RevokedKey(value.parse().ok()?),
         Key::SubjectWatermark(_) | Key::ClientWatermark(_) => {
             Record::Watermark(value.parse().ok()?)
         }
@@ -77,6 +82,7 @@ mod tests {
         let cases = [
             (Key::RevokedToken("j".into()), Record::RevokedToken(17)),
             (Key::SubjectWatermark("s".into()), Record::Watermark(-3)),
+            (Key::RevokedKey("k".into()), Record::RevokedKey(5)),
             (
                 Key::Family("f".into()),
                 Record::Family(FamilyRecord {

@@ -3,11 +3,13 @@
 //! the domain's rules.
 
 use async_trait::async_trait;
+use std::collections::HashMap;
 use tokend_domain::model::{
-    Client, CodeStatus, FamilyRecord, RefreshStatus, RevocationQuery, RevocationState, User,
-    code_status, refresh_status,
+    Client, CodeStatus, RefreshStatus, RevocationQuery, RevocationState, User, code_status,
+    refresh_status,
 };
-use tokend_domain::{Applied, Key, Record, StateStore, StoreError};
+
+use tokend_domain::{Applied, Key, Record, RevocationKeys, StateStore, StoreError};
 use tokend_events::Event;
 
 use crate::RedisStore;
@@ -36,38 +38,15 @@ impl RedisStore {
     }
 
     /// What the revocation rule needs, in one round trip.
-    async fn revocation_state(
-        &self,
-        jti: Option<&str>,
-        family_id: &str,
-        sub: Option<&str>,
-        client_id: &str,
-    ) -> Result<RevocationState, StoreError> {
-        let mut keys = vec![
-            Key::Family(family_id.to_owned()),
-            Key::ClientWatermark(client_id.to_owned()),
-        ];
-        keys.extend(jti.map(|j| Key::RevokedToken(j.to_owned())));
-        // Read last, so its absence shifts nothing before it.
-        keys.extend(sub.map(|s| Key::SubjectWatermark(s.to_owned())));
-        let mut records = self.records(&keys).await?.into_iter();
-        let mut next = || records.next().flatten();
-        let family = match next() {
-            Some(Record::Family(f)) => Some(f),
-            _ => None::<FamilyRecord>,
-        };
-        let watermark = |r: Option<Record>| match r {
-            Some(Record::Watermark(w)) => Some(w),
-            _ => None,
-        };
-        let client_watermark = watermark(next());
-        let token_revoked = jti.is_some() && next().is_some();
-        Ok(RevocationState {
-            token_revoked,
-            family,
-            subject_watermark: watermark(next()),
-            client_watermark,
-        })
+    async fn revocation_state(&self, q: RevocationKeys<'_>) -> Result<RevocationState, StoreError> {
+        let keys = q.keys();
+        let records = self.records(&keys).await?;
+        let found: HashMap<&Key, Record> = keys
+            .iter()
+            .zip(records)
+            .filter_map(|(k, r)| Some((k, r?)))
+            .collect();
+        Ok(q.state(|key| found.get(key)))
     }
 }
 
@@ -137,7 +116,7 @@ impl StateStore for RedisStore {
             return Ok(RefreshStatus::Unknown);
         };
         let revocation = self
-            .revocation_state(None, &r.family_id, Some(&r.sub), &r.client_id)
+            .revocation_state(RevocationKeys::of_grant(&r.family_id, &r.sub, &r.client_id))
             .await?;
         Ok(refresh_status(Some(*r), &revocation, now_secs))
     }
@@ -152,7 +131,7 @@ impl StateStore for RedisStore {
 
     async fn is_revoked(&self, q: &RevocationQuery) -> Result<bool, StoreError> {
         Ok(self
-            .revocation_state(Some(&q.jti), &q.family_id, q.sub.as_deref(), &q.client_id)
+            .revocation_state(RevocationKeys::of_token(q))
             .await?
             .revokes(q.auth_time_ms))
     }

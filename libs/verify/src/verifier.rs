@@ -8,7 +8,7 @@ use tokend_domain::model::RevocationQuery;
 use tokend_jwt::{AccessClaims, SharedKeyring, VerifyError, VerifyPolicy};
 
 /// What the revocation rule needs of a verified token: its `jti`, family (`sid`), subject,
-/// client and the start of its grant.
+/// client, the start of its grant and the key that signed it.
 pub fn revocation_query(claims: &AccessClaims) -> RevocationQuery {
     RevocationQuery {
         jti: claims.jti.clone(),
@@ -16,6 +16,7 @@ pub fn revocation_query(claims: &AccessClaims) -> RevocationQuery {
         sub: claims.user().map(str::to_owned),
         client_id: claims.client_id.clone(),
         auth_time_ms: claims.auth_time_ms,
+        kid: claims.kid.clone(),
     }
 }
 

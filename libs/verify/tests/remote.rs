@@ -89,6 +89,7 @@ async fn a_hanging_issuer_never_holds_up_requests_and_refreshes_are_single_fligh
             exp: now + 600,
             nbf: None,
             gty: None,
+            kid: String::new(),
         })
         .unwrap();
 

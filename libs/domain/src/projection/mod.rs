@@ -3,12 +3,14 @@
 //! [`State::apply`], so replaying the log from the start gives exactly the state that live
 //! application gave, in memory or in Redis.
 
+mod revocation;
 mod state;
 
 use std::collections::BTreeMap;
 
 use tokend_events::Event;
 
+pub use revocation::RevocationKeys;
 pub use state::{Key, Record, State, keys};
 
 use crate::model::{
@@ -117,32 +119,8 @@ impl Projection {
         }
     }
 
-    fn watermark(&self, key: Key) -> Option<i64> {
-        match self.state.get(&key) {
-            Some(Record::Watermark(w)) => Some(*w),
-            _ => None,
-        }
-    }
-
-    /// What the revocation rule needs for a token of `family_id`, `sub` and `client_id`.
-    fn revocation_state(
-        &self,
-        jti: Option<&str>,
-        family_id: &str,
-        sub: Option<&str>,
-        client_id: &str,
-    ) -> RevocationState {
-        RevocationState {
-            token_revoked: jti
-                .is_some_and(|j| self.state.get(&Key::RevokedToken(j.to_owned())).is_some()),
-            family: match self.state.get(&Key::Family(family_id.to_owned())) {
-                Some(Record::Family(f)) => Some(f.clone()),
-                _ => None,
-            },
-            subject_watermark: sub
-                .and_then(|s| self.watermark(Key::SubjectWatermark(s.to_owned()))),
-            client_watermark: self.watermark(Key::ClientWatermark(client_id.to_owned())),
-        }
+    fn revocation_state(&self, q: RevocationKeys<'_>) -> RevocationState {
+        q.state(|key| self.state.get(key))
     }
 
     pub fn refresh_status(&self, digest: &str, now_secs: i64) -> RefreshStatus {
@@ -151,7 +129,7 @@ impl Projection {
             _ => None,
         };
         let revocation = record.as_ref().map_or_else(RevocationState::default, |r| {
-            self.revocation_state(None, &r.family_id, Some(&r.sub), &r.client_id)
+            self.revocation_state(RevocationKeys::of_grant(&r.family_id, &r.sub, &r.client_id))
         });
         refresh_status(record, &revocation, now_secs)
     }
@@ -165,7 +143,7 @@ impl Projection {
     }
 
     pub fn is_revoked(&self, q: &RevocationQuery) -> bool {
-        self.revocation_state(Some(&q.jti), &q.family_id, q.sub.as_deref(), &q.client_id)
+        self.revocation_state(RevocationKeys::of_token(q))
             .revokes(q.auth_time_ms)
     }
 }

@@ -26,6 +26,8 @@ pub enum Key {
     RevokedToken(String),
     SubjectWatermark(String),
     ClientWatermark(String),
+    /// A revoked signing key, by `kid`: every token it signed is revoked.
+    RevokedKey(String),
 }
 
 /// One record.
@@ -40,6 +42,8 @@ pub enum Record {
     RevokedToken(i64),
     /// "Revoked before", ms since the epoch.
     Watermark(i64),
+    /// When the signing key was revoked (ms).
+    RevokedKey(i64),
 }
 
 impl Record {
@@ -50,7 +54,9 @@ impl Record {
             Record::Refresh(r) => Some(r.exp),
             Record::Code(c) => Some(c.exp),
             Record::RevokedToken(exp) => Some(*exp),
-            Record::Client(_) | Record::User(_) | Record::Watermark(_) => None,
+            Record::Client(_) | Record::User(_) | Record::Watermark(_) | Record::RevokedKey(_) => {
+                None
+            }
         }
     }
 }
@@ -83,6 +89,7 @@ pub fn keys(event: &Event) -> Vec<Key> {
         Event::TokenRevoked(e) => vec![Key::RevokedToken(e.jti.clone())],
         Event::TokenFamilyRevoked(e) => vec![Key::Family(e.family_id.clone())],
         Event::AuthorizationCodeIssued(e) => vec![Key::Code(e.code_digest.clone())],
+        Event::SigningKeyRevoked(e) => vec![Key::RevokedKey(e.kid.clone())],
     }
 }
 
@@ -280,6 +287,13 @@ impl State {
                     Key::Code(e.code_digest.clone()),
                     Record::Code(Box::new(code)),
                 );
+            }
+            Event::SigningKeyRevoked(e) => {
+                // The first revocation is the one on record; a repeat changes nothing.
+                let key = Key::RevokedKey(e.kid.clone());
+                if self.get(&key).is_none() {
+                    self.put(key, Record::RevokedKey(e.at_ms));
+                }
             }
         }
     }

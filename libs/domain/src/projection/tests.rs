@@ -42,6 +42,7 @@ fn query(jti: &str, family: &str, auth_time_ms: i64) -> RevocationQuery {
         sub: Some("alice".into()),
         client_id: "app".into(),
         auth_time_ms,
+        kid: "k1".into(),
     }
 }
 
@@ -267,6 +268,41 @@ fn watermarks_compare_milliseconds_of_the_grant_in_any_order() {
         later.jti = "minted-after".into();
         assert!(p.is_revoked(&later));
     }
+}
+
+#[test]
+fn a_revoked_signing_key_revokes_every_token_it_signed_and_only_those() {
+    let mut events = vec![
+        issued("a1", "f1", Some("r1"), None),
+        issued("a2", "f2", None, None),
+    ];
+    let p = replay(&events);
+    assert!(!p.is_revoked(&query("a1", "f1", 1_000_000)));
+    events.push(Event::SigningKeyRevoked(SigningKeyRevoked {
+        kid: "k1".into(),
+        at_ms: 7,
+    }));
+    let p = replay(&events);
+    for (jti, family) in [("a1", "f1"), ("a2", "f2"), ("never-seen", "f9")] {
+        assert!(p.is_revoked(&query(jti, family, 1_000_000)), "{jti}");
+    }
+    let other_key = RevocationQuery {
+        kid: "k2".into(),
+        ..query("a1", "f1", 1_000_000)
+    };
+    assert!(!p.is_revoked(&other_key));
+    // The refresh token lives on: the grant was not revoked, only what the key signed.
+    assert!(matches!(
+        p.refresh_status("r1", 1000),
+        crate::model::RefreshStatus::Valid(_)
+    ));
+    // One record, written once: a second revocation of the key changes nothing.
+    let before = p.state().clone();
+    events.push(Event::SigningKeyRevoked(SigningKeyRevoked {
+        kid: "k1".into(),
+        at_ms: 9,
+    }));
+    assert_eq!(replay(&events).state(), &before);
 }
 
 #[test]

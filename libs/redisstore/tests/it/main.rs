@@ -89,6 +89,14 @@ fn script() -> Vec<Event> {
             username: "bob".into(),
             password_hash: "$argon2id$b".into(),
         }),
+        Event::SigningKeyRevoked(SigningKeyRevoked {
+            kid: "k-revoked".into(),
+            at_ms: 5,
+        }),
+        Event::SigningKeyRevoked(SigningKeyRevoked {
+            kid: "k-revoked".into(),
+            at_ms: 9,
+        }),
         issued("a1", "alice", "f1", Some("r1"), None),
         issued("a2", "alice", "f1", Some("r2"), Some("r1")),
         issued("a3", "alice", "f1", Some("r3"), Some("r1")), // reuse race: family dies
@@ -214,6 +222,13 @@ async fn compare(store: &RedisStore, reference: &Projection) {
                             sub: Some(sub.into()),
                             client_id: client_id.into(),
                             auth_time_ms,
+                            // Both kinds of key across the matrix, without a dimension more.
+                            kid: if auth_time_ms % 2 == 0 {
+                                "k-revoked"
+                            } else {
+                                "k-live"
+                            }
+                            .into(),
                         };
                         assert_eq!(
                             store.is_revoked(&q).await.unwrap(),
@@ -345,6 +360,7 @@ async fn readers_fail_closed_until_the_projection_is_complete_again() {
         sub: Some("bob".into()),
         client_id: "app".into(),
         auth_time_ms: 1_000_000,
+        kid: "k-live".into(),
     };
     // Nothing there yet: not "not revoked", but "I do not know".
     assert!(matches!(
@@ -501,6 +517,7 @@ async fn a_replay_of_long_expired_records_still_detects_reuse() {
         sub: Some("alice".into()),
         client_id: "app".into(),
         auth_time_ms: 1_000_000,
+        kid: "k-live".into(),
     };
     assert!(reference.is_revoked(&q));
     assert!(
@@ -594,6 +611,7 @@ async fn revoking_a_client_with_many_tokens_writes_one_key() {
             sub: Some("alice".into()),
             client_id: "app".into(),
             auth_time_ms: 1_000_000,
+            kid: "k-live".into(),
         };
         assert!(store.is_revoked(&q).await.unwrap());
         assert_eq!(

@@ -127,3 +127,68 @@ async fn a_node_with_another_kek_refuses_to_start_with_a_clear_message() {
     assert!(error.contains("does not open"), "{error}");
     assert!(error.contains("KEK"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_is_rejected_on_every_node_and_by_the_sdk_when_the_call_returns() {
+    use tokend_verify::{Rejection, RemoteKeys, RemoteOptions, SystemClock, Verifier};
+    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    let (k, r) = (kafka().await, redis().await);
+    let c = Cluster::start(&k.bootstrap, &r.url, 3).await;
+    let _projector = c.spawn_projector();
+    c.ready().await;
+    // A resource server's SDK: the JWKS from node 0 (cached), revocations from Redis.
+    let sdk = Verifier::new(
+        Arc::new(
+            RemoteKeys::discover(&c.nodes[0], RemoteOptions::default())
+                .await
+                .unwrap(),
+        ),
+        Arc::new(tokend_redis::RedisRevocation(c.store().await)),
+        tokend_jwt::VerifyPolicy {
+            issuer: c.nodes[0].clone(),
+            audiences: Vec::new(),
+            leeway_secs: 0,
+        },
+        Arc::new(SystemClock),
+    );
+    let token = c.client_credentials(1).await;
+    let kid = tokend_jwt::token_kid(&token).unwrap();
+    sdk.verify(&token).await.expect("valid before");
+    for i in 0..3 {
+        assert_eq!(c.data(i, &token).await, 200);
+    }
+
+    let started = std::time::Instant::now();
+    assert_eq!(c.admin(2, &format!("/admin/keys/{kid}/revoke")).await, 204);
+    println!("key revocation answered in {:?}", started.elapsed());
+    // When the call returns, no verifier accepts what the key signed: not the nodes, and not
+    // the SDK, though its cached key set still holds the key.
+    for i in 0..3 {
+        assert_eq!(c.data(i, &token).await, 401, "node {i}");
+    }
+    assert!(matches!(sdk.verify(&token).await, Err(Rejection::Revoked)));
+
+    // The key leaves every JWKS, and another key signs everywhere (within a rotation check).
+    eventually(Duration::from_secs(20), || async {
+        let mut ok = true;
+        for i in 0..3 {
+            let kids = jwks_kids(&c, i).await;
+            ok &= !kids.contains(&kid) && !kids.is_empty();
+            ok &= c
+                .form(i, "/oauth/token", &[("grant_type", "client_credentials")])
+                .await
+                .0
+                == 200;
+        }
+        ok
+    })
+    .await;
+    let fresh = c.client_credentials(0).await;
+    assert_ne!(tokend_jwt::token_kid(&fresh).unwrap(), kid);
+    for i in 0..3 {
+        assert_eq!(c.data(i, &fresh).await, 200, "node {i}");
+    }
+    sdk.verify(&fresh)
+        .await
+        .expect("the SDK refetches the key set");
+}

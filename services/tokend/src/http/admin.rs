@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use subtle::ConstantTimeEq;
-use tokend_oauth::{NewClient, NewUser};
+use tokend_oauth::{NewClient, NewUser, OAuthError};
 
 use super::AppState;
 use super::error::ApiError;
@@ -32,22 +32,26 @@ async fn list_keys(_: Admin, State(s): State<AppState>) -> Json<serde_json::Valu
     Json(serde_json::json!({ "keys": s.keys.manager.list() }))
 }
 
-/// Emergency: withdraws a signing key on every node; tokens it signed stop verifying there.
+/// Emergency: every token the key signed is revoked through the event log (so every node
+/// and every SDK verifier rejects them, under the revocation consistency), then the key
+/// leaves the key set on every node through the key log. Repeating it is harmless (204).
 async fn revoke_key(
     _: Admin,
     State(s): State<AppState>,
     Path(kid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    match s.keys.revoke(&kid).await {
-        Ok(true) => Ok(StatusCode::NO_CONTENT),
-        Ok(false) => {
-            Err(tokend_oauth::OAuthError::NotFound(format!("no signing key '{kid}'")).into())
-        }
-        Err(error) => {
-            tracing::warn!(error = %format!("{error:#}"), "Key revocation not written.");
-            Err(tokend_oauth::OAuthError::Unavailable.into())
-        }
+    if s.keys.manager.is_revoked(&kid) {
+        return Ok(StatusCode::NO_CONTENT);
     }
+    if !s.keys.manager.knows(&kid) {
+        return Err(OAuthError::NotFound(format!("no signing key '{kid}'")).into());
+    }
+    s.svc.revoke_signing_key(&kid).await?;
+    s.keys.revoke(&kid).await.map_err(|error| {
+        tracing::warn!(error = %format!("{error:#}"), "Key withdrawal not written.");
+        OAuthError::Unavailable
+    })?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Proof that the caller presented the admin token (compared as SHA-256 digests, in constant

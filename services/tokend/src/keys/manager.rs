@@ -184,6 +184,11 @@ impl KeyManager {
         self.known().adopted.all().any(|(_, k)| k == kid)
     }
 
+    /// Whether `kid` was revoked.
+    pub fn is_revoked(&self, kid: &str) -> bool {
+        self.known().revoked.contains(kid)
+    }
+
     /// An adopted key this node cannot open: it must not serve (a KEK mismatch).
     pub fn unopenable(&self) -> Option<String> {
         self.known().unopenable.clone()

@@ -24,18 +24,15 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// Emergency: withdraws `kid` on every node (through the key log); `false` if no adopted
-    /// key has that id. A revoked active key is replaced within a rotation check (a second).
-    pub async fn revoke(&self, kid: &str) -> anyhow::Result<bool> {
-        if !self.manager.knows(kid) {
-            return Ok(false);
-        }
+    /// Emergency: withdraws `kid` from the key set on every node (through the key log). A
+    /// revoked active key is replaced within a rotation check (a second). What it signed is
+    /// revoked through the event log (`Service::revoke_signing_key`).
+    pub async fn revoke(&self, kid: &str) -> anyhow::Result<()> {
         self.log
             .append(&tokend_jwt::KeyRecord::Revoked {
                 kid: kid.to_owned(),
             })
-            .await?;
-        Ok(true)
+            .await
     }
 }
 
