@@ -14,7 +14,7 @@ pub use jsonwebtoken::DecodingKey;
 pub use key::{KeyPair, KeyState};
 pub use keyring::{Keyring, KeyringError, SharedKeyring};
 pub use rotation::{Adopted, KeyRecord, PUBLICATION_MARGIN_SECS, Rotation, RotationError};
-pub use seal::{Kek, SEAL_VERSION, SealError, SealedKey};
+pub use seal::{Kek, SEAL_VERSION, SealError, SealedKey, SealedSecret, SecretsRoot};
 pub use verify::{KeyLookup, PublicKeySet, VerifyError, VerifyPolicy, token_kid};
 
 /// The JOSE `typ` of an RFC 9068 access token.

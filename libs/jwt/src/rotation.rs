@@ -8,13 +8,17 @@
 //! Agreement needs no leader and no lock: any node may propose a key for an epoch, and the
 //! first proposal of an epoch in log order wins ([`Adopted`]); every node applies the same log,
 //! so all adopt the same key. Clocks only need to agree within the lead (coarse epochs).
+//!
+//! An operator may rotate ahead of the schedule: a [`KeyRecord::Cut`] ends an epoch early, a
+//! lead after it was asked for, and the next epoch's key signs from then (it is published at
+//! once, so verifiers know it a lead before it signs).
 //! Everything here is pure: the caller passes the time.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{KeyState, SealedKey};
+use crate::{KeyState, SealedKey, SealedSecret};
 
 /// A record of the key log (a compacted Kafka topic in cluster mode, a file in the embedded
 /// mode). Only sealed keys travel; they are opened in memory.
@@ -25,6 +29,19 @@ pub enum KeyRecord {
     Proposed { epoch: u64, key: SealedKey },
     /// Emergency: the key is withdrawn from the JWKS and what it signed is no longer accepted.
     Revoked { kid: String },
+    /// The installation's secrets root, proposed by a node of a new installation; the first
+    /// in the log wins (later copies of it come re-sealed in [`KeyRecord::Resealed`]).
+    Root { secret: SealedSecret },
+    /// An early rotation: `epoch` stops signing at `at_secs` and the next epoch's key signs
+    /// from then. The first cut of an epoch wins.
+    Cut { epoch: u64, at_secs: i64 },
+    /// A KEK rotation: the secrets root and every key in use, re-sealed under the KEK whose id
+    /// is `kek`. From this record on the log is sealed under that KEK.
+    Resealed {
+        kek: String,
+        root: SealedSecret,
+        keys: Vec<SealedKey>,
+    },
 }
 
 impl KeyRecord {
@@ -34,6 +51,10 @@ impl KeyRecord {
         match self {
             KeyRecord::Proposed { epoch, key } => format!("proposed/{epoch}/{}", key.kid),
             KeyRecord::Revoked { kid } => format!("revoked/{kid}"),
+            KeyRecord::Root { secret } => format!("root/{}", secret.nonce),
+            KeyRecord::Cut { epoch, at_secs } => format!("cut/{epoch}/{at_secs}"),
+            // A repeated re-seal under the same KEK supersedes the earlier one.
+            KeyRecord::Resealed { kek, .. } => format!("resealed/{kek}"),
         }
     }
 }
@@ -98,29 +119,80 @@ impl Rotation {
         Ok(())
     }
 
-    /// The epoch signing at `now_secs`.
+    /// The epoch signing at `now_secs` on the plain schedule (no early rotation).
     pub fn epoch_at(&self, now_secs: i64) -> u64 {
-        u64::try_from(now_secs.max(0) / self.period_secs).unwrap_or_default()
+        Schedule::plain(self).epoch_at(now_secs)
     }
 
-    fn start(&self, epoch: u64) -> i64 {
+    /// The state at `now_secs` of the key of `epoch` on the plain schedule.
+    pub fn state(&self, epoch: u64, now_secs: i64) -> Option<KeyState> {
+        Schedule::plain(self).state(epoch, now_secs)
+    }
+
+    /// The epochs due at `now_secs` on the plain schedule.
+    pub fn due(&self, now_secs: i64) -> Vec<u64> {
+        Schedule::plain(self).due(now_secs)
+    }
+
+    fn natural_start(&self, epoch: u64) -> i64 {
         i64::try_from(epoch)
             .unwrap_or(i64::MAX)
             .saturating_mul(self.period_secs)
     }
+}
+
+/// The schedule with the early rotations (cuts) the log holds.
+struct Schedule<'a> {
+    rotation: &'a Rotation,
+    cuts: Option<&'a BTreeMap<u64, i64>>,
+}
+
+impl<'a> Schedule<'a> {
+    fn plain(rotation: &'a Rotation) -> Self {
+        Self {
+            rotation,
+            cuts: None,
+        }
+    }
+
+    fn cut(&self, epoch: u64) -> Option<i64> {
+        self.cuts?.get(&epoch).copied()
+    }
+
+    fn end(&self, epoch: u64) -> i64 {
+        let natural = self.rotation.natural_start(epoch + 1);
+        self.cut(epoch).map_or(natural, |c| c.min(natural))
+    }
+
+    fn start(&self, epoch: u64) -> i64 {
+        let natural = self.rotation.natural_start(epoch);
+        match epoch.checked_sub(1) {
+            Some(before) => self.end(before).min(natural),
+            None => natural,
+        }
+    }
+
+    /// The epoch signing at `now_secs`.
+    fn epoch_at(&self, now_secs: i64) -> u64 {
+        let mut epoch =
+            u64::try_from(now_secs.max(0) / self.rotation.period_secs).unwrap_or_default();
+        while now_secs >= self.end(epoch) {
+            epoch += 1;
+        }
+        epoch
+    }
 
     /// The state at `now_secs` of the key adopted for `epoch`; `None`: not published (yet,
     /// or any more).
-    pub fn state(&self, epoch: u64, now_secs: i64) -> Option<KeyState> {
-        let start = self.start(epoch);
-        let end = self.start(epoch + 1);
-        if now_secs < start - self.lead_secs {
+    fn state(&self, epoch: u64, now_secs: i64) -> Option<KeyState> {
+        let (start, end) = (self.start(epoch), self.end(epoch));
+        if now_secs < start - self.rotation.lead_secs {
             None
         } else if now_secs < start {
             Some(KeyState::Next)
         } else if now_secs < end {
             Some(KeyState::Active)
-        } else if now_secs < end.saturating_add(self.retire_after_secs) {
+        } else if now_secs < end.saturating_add(self.rotation.retire_after_secs) {
             Some(KeyState::Retired)
         } else {
             None
@@ -129,10 +201,10 @@ impl Rotation {
 
     /// The epochs whose keys must exist at `now_secs`: the signing one, and the next once its
     /// publication is due. A node proposes a key for any of them that has none.
-    pub fn due(&self, now_secs: i64) -> Vec<u64> {
+    fn due(&self, now_secs: i64) -> Vec<u64> {
         let current = self.epoch_at(now_secs);
         let mut due = vec![current];
-        if now_secs >= self.start(current + 1) - self.lead_secs {
+        if now_secs >= self.start(current + 1) - self.rotation.lead_secs {
             due.push(current + 1);
         }
         due
@@ -143,6 +215,8 @@ impl Rotation {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Adopted {
     by_epoch: BTreeMap<u64, String>,
+    /// Early ends of epochs (seconds), the first cut of each.
+    cuts: BTreeMap<u64, i64>,
 }
 
 impl Adopted {
@@ -169,6 +243,48 @@ impl Adopted {
         Some(epoch)
     }
 
+    /// Applies an early rotation: `epoch` stops signing at `at_secs`; `false` when the epoch
+    /// was cut before (later cuts are ignored).
+    pub fn cut(&mut self, epoch: u64, at_secs: i64) -> bool {
+        if self.cuts.contains_key(&epoch) {
+            return false;
+        }
+        self.cuts.insert(epoch, at_secs);
+        true
+    }
+
+    fn schedule<'a>(&'a self, rotation: &'a Rotation) -> Schedule<'a> {
+        Schedule {
+            rotation,
+            cuts: Some(&self.cuts),
+        }
+    }
+
+    /// The epoch signing at `now_secs`.
+    pub fn epoch_at(&self, rotation: &Rotation, now_secs: i64) -> u64 {
+        self.schedule(rotation).epoch_at(now_secs)
+    }
+
+    /// The state at `now_secs` of the key of `epoch`.
+    pub fn state(&self, rotation: &Rotation, epoch: u64, now_secs: i64) -> Option<KeyState> {
+        self.schedule(rotation).state(epoch, now_secs)
+    }
+
+    /// When the key of `epoch` starts signing (seconds).
+    pub fn signs_from(&self, rotation: &Rotation, epoch: u64) -> i64 {
+        self.schedule(rotation).start(epoch)
+    }
+
+    /// An early rotation asked for at `now_secs`: the cut that makes the next key sign a
+    /// lead from now, or `None` when the plain schedule rotates as soon anyway, or the epoch
+    /// was cut already.
+    pub fn early_rotation(&self, rotation: &Rotation, now_secs: i64) -> Option<KeyRecord> {
+        let schedule = self.schedule(rotation);
+        let epoch = schedule.epoch_at(now_secs);
+        let at_secs = now_secs.saturating_add(rotation.lead_secs);
+        (at_secs < schedule.end(epoch)).then_some(KeyRecord::Cut { epoch, at_secs })
+    }
+
     /// Every adopted key with its epoch.
     pub fn all(&self) -> impl Iterator<Item = (u64, &str)> {
         self.by_epoch.iter().map(|(e, k)| (*e, k.as_str()))
@@ -180,15 +296,16 @@ impl Adopted {
 
     /// Every adopted key published at `now_secs`, with its state (at most one `Active`).
     pub fn published(&self, rotation: &Rotation, now_secs: i64) -> Vec<(&str, KeyState)> {
+        let schedule = self.schedule(rotation);
         self.by_epoch
             .iter()
-            .filter_map(|(epoch, kid)| Some((kid.as_str(), rotation.state(*epoch, now_secs)?)))
+            .filter_map(|(epoch, kid)| Some((kid.as_str(), schedule.state(*epoch, now_secs)?)))
             .collect()
     }
 
     /// Epochs due at `now_secs` that have no key yet.
     pub fn missing(&self, rotation: &Rotation, now_secs: i64) -> Vec<u64> {
-        rotation
+        self.schedule(rotation)
             .due(now_secs)
             .into_iter()
             .filter(|e| !self.by_epoch.contains_key(e))
@@ -277,6 +394,34 @@ mod tests {
         );
         assert_eq!(a.missing(&r, 12 * DAY - 60), Vec::<u64>::new());
         assert_eq!(a.missing(&r, 13 * DAY - 60), vec![13]);
+    }
+
+    #[test]
+    fn an_early_rotation_publishes_the_next_key_at_once_and_signs_with_it_a_lead_later() {
+        let r = daily();
+        let mut a = Adopted::default();
+        a.propose(10, "k10");
+        let asked = 10 * DAY + 600;
+        let Some(KeyRecord::Cut { epoch, at_secs }) = a.early_rotation(&r, asked) else {
+            panic!("a cut is due")
+        };
+        assert_eq!((epoch, at_secs), (10, asked + 3600));
+        assert!(a.cut(epoch, at_secs));
+        assert!(!a.cut(10, asked + 7200), "the first cut of an epoch wins");
+        // The next key is due at once, and published (not signing) until the cut.
+        assert_eq!(a.missing(&r, asked), vec![11]);
+        a.propose(11, "k11");
+        assert_eq!(a.state(&r, 11, asked), Some(KeyState::Next));
+        assert_eq!(a.epoch_at(&r, at_secs - 1), 10);
+        assert_eq!(a.epoch_at(&r, at_secs), 11);
+        assert_eq!(a.signs_from(&r, 11), at_secs);
+        assert_eq!(a.state(&r, 10, at_secs), Some(KeyState::Retired));
+        assert_eq!(a.state(&r, 10, at_secs + 7200), None);
+        // It signs until the plain end of its epoch, then the schedule goes on as before.
+        assert_eq!(a.state(&r, 11, 12 * DAY - 1), Some(KeyState::Active));
+        assert_eq!(a.epoch_at(&r, 12 * DAY), 12);
+        // A rotation asked for within a lead of the plain one needs no cut.
+        assert_eq!(a.early_rotation(&r, 12 * DAY - 60), None);
     }
 
     #[test]

@@ -47,6 +47,11 @@ enum Command {
         #[command(subcommand)]
         action: Keys,
     },
+    /// The key-encryption key.
+    Kek {
+        #[command(subcommand)]
+        action: KekAction,
+    },
     /// OAuth clients.
     Clients {
         #[command(subcommand)]
@@ -65,8 +70,18 @@ enum Command {
 enum Keys {
     /// The adopted keys and their state.
     List,
+    /// Rotate ahead of the schedule: the next key is published now and signs a publication
+    /// lead later (no verifier meets a key it cannot know).
+    Rotate,
     /// Emergency: withdraw a key everywhere; what it signed stops verifying.
     Revoke { kid: String },
+}
+
+#[derive(Subcommand)]
+enum KekAction {
+    /// Re-seal the secrets root and the keys in use under the node's KEK (after giving every
+    /// node the new KEK as keys.kek_file and the old one as keys.previous_kek_file).
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -197,7 +212,7 @@ async fn run(cli: &Cli) -> Result<(Value, String), Failure> {
     Ok(match &cli.command {
         Command::Keys { action: Keys::List } => {
             let v = api.call(Method::GET, "/admin/keys", None).await?;
-            let summary = lines(&v["keys"], |k| {
+            let keys = lines(&v["keys"], |k| {
                 format!(
                     "{}  epoch {}  {}",
                     k["kid"].as_str().unwrap_or_default(),
@@ -205,6 +220,32 @@ async fn run(cli: &Cli) -> Result<(Value, String), Failure> {
                     k["state"].as_str().unwrap_or("unpublished")
                 )
             });
+            let summary = format!(
+                "{keys}\nkey log sealed under KEK {}",
+                v["kek"].as_str().unwrap_or("?")
+            );
+            (v, summary)
+        }
+        Command::Keys {
+            action: Keys::Rotate,
+        } => {
+            let v = api.call(Method::POST, "/admin/keys/rotate", None).await?;
+            let summary = format!(
+                "next key {} signs from {} (Unix seconds)",
+                v["next_kid"].as_str().unwrap_or_default(),
+                v["signs_from"]
+            );
+            (v, summary)
+        }
+        Command::Kek {
+            action: KekAction::Rotate,
+        } => {
+            let v = api.call(Method::POST, "/admin/kek/rotate", None).await?;
+            let summary = format!(
+                "{} keys and the secrets root re-sealed under KEK {}; the previous KEK may now be dropped",
+                v["resealed_keys"],
+                v["kek"].as_str().unwrap_or_default()
+            );
             (v, summary)
         }
         Command::Keys {

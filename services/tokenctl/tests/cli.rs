@@ -1,5 +1,5 @@
-//! `tokenctl` against a real token node on loopback: a key revocation and client management
-//! end to end, and the exit codes a script relies on.
+//! `tokenctl` against a real token node on loopback: a key rotation, a key revocation, a KEK
+//! re-seal and client management end to end, and the exit codes a script relies on.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::{Command, Output};
@@ -43,28 +43,51 @@ async fn keys_and_clients_end_to_end_with_script_friendly_exit_codes() {
         let url = url.clone();
         tokio::task::spawn_blocking(move || tokenctl(&url, ADMIN, args))
     };
-    // Keys: list, revoke the active one; a second revocation of it is refused (exit 1).
+    let jwks = || async {
+        reqwest::get(format!("{url}/.well-known/jwks.json"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    // Keys: list, rotate ahead of the schedule (the next key is published at once), revoke
+    // the active one (repeating it is harmless; an unknown key is refused, exit 1).
     let listed = run(&["keys", "list", "--json"]).await.unwrap();
     assert!(listed.status.success(), "{listed:?}");
     let kid = json(&listed)["keys"][0]["kid"].as_str().unwrap().to_owned();
+    let rotated = run(&["keys", "rotate", "--json"]).await.unwrap();
+    assert!(rotated.status.success(), "{rotated:?}");
+    let next = json(&rotated)["next_kid"].as_str().unwrap().to_owned();
+    assert_ne!(next, kid);
+    assert!(
+        jwks().await.contains(&next),
+        "the next key is published at once"
+    );
     let (u, k) = (url.clone(), kid.clone());
     let revoked = tokio::task::spawn_blocking(move || tokenctl(&u, ADMIN, &["keys", "revoke", &k]))
         .await
         .unwrap();
     assert!(revoked.status.success(), "{revoked:?}");
-    let jwks = reqwest::get(format!("{url}/.well-known/jwks.json"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(!jwks.contains(&kid), "the revoked key left the JWKS");
+    assert!(
+        !jwks().await.contains(&kid),
+        "the revoked key left the JWKS"
+    );
     let (u, k) = (url.clone(), kid.clone());
     let again = tokio::task::spawn_blocking(move || tokenctl(&u, ADMIN, &["keys", "revoke", &k]))
         .await
         .unwrap();
-    assert_eq!(again.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&again.stderr).contains("no signing key"));
+    assert!(again.status.success(), "{again:?}");
+    let unknown = run(&["keys", "revoke", "no-such-key"]).await.unwrap();
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no signing key"));
+
+    // KEK: a re-seal under the node's KEK, which the key listing then names.
+    let resealed = run(&["kek", "rotate", "--json"]).await.unwrap();
+    assert!(resealed.status.success(), "{resealed:?}");
+    let listed = json(&run(&["keys", "list", "--json"]).await.unwrap());
+    assert_eq!(json(&resealed)["kek"], listed["kek"]);
+    assert!(json(&resealed)["resealed_keys"].as_u64().unwrap() >= 1);
 
     // Clients: register (the secret printed once), then list.
     let registered = run(&[

@@ -242,6 +242,11 @@ pub struct Keys {
     /// made in the data directory, with a loud warning (embedded mode only).
     pub kek: Option<String>,
     pub kek_file: Option<PathBuf>,
+    /// During a KEK change only: the KEK being replaced. A node opens what either KEK sealed,
+    /// and seals under the one the key log is under, until `tokenctl kek rotate` re-seals
+    /// everything under `kek`; then drop this.
+    pub previous_kek: Option<String>,
+    pub previous_kek_file: Option<PathBuf>,
     /// How long each signing key signs.
     pub rotation_period_secs: i64,
     /// How long before it signs a key is published in the JWKS (at least the JWKS cache age
@@ -257,6 +262,8 @@ impl Default for Keys {
         Self {
             kek: None,
             kek_file: None,
+            previous_kek: None,
+            previous_kek_file: None,
             rotation_period_secs: 24 * 3600,
             publish_lead_secs: 3600,
             retire_after_secs: 2 * 3600,

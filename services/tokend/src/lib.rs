@@ -53,8 +53,8 @@ impl Node {
             )
         })?;
         config.validate()?;
-        let kek = keys::kek(config)?;
-        let signing_keys = keys::start(config, &kek, clock.clone()).await?;
+        let signing_keys = keys::start(config, keys::keks(config)?, clock.clone()).await?;
+        let root = signing_keys.root();
         tokio::spawn(keys::rotate(Arc::downgrade(&signing_keys), KEY_CHECK));
         let keyring = signing_keys.manager.keyring();
         let backends = backends::open(config).await?;
@@ -77,7 +77,7 @@ impl Node {
             backends.store,
             keyring.clone(),
             clock.clone(),
-            SecretHasher::new(kek.derive("client-secret-digest")),
+            SecretHasher::new(root.derive("client-secret-digest")),
             settings,
         ));
         let demo = if config.seed.demo {
@@ -106,7 +106,7 @@ impl Node {
                 verifier,
                 signing_keys.clone(),
                 admin_token,
-                BrowserKeys::new(kek.derive("session"), kek.derive("csrf")),
+                BrowserKeys::new(root.derive("session"), root.derive("csrf")),
                 clock.clone(),
                 config,
             ),

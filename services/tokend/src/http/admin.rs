@@ -12,6 +12,7 @@ use tokend_oauth::{NewClient, NewUser, OAuthError};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::JsonBody;
+use crate::keys::ResealError;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -25,11 +26,53 @@ pub fn routes() -> Router<AppState> {
         .route("/users/{username}/disable", post(disable_user))
         .route("/subjects/{sub}/revoke", post(revoke_subject))
         .route("/keys", get(list_keys))
+        .route("/keys/rotate", post(rotate_keys))
         .route("/keys/{kid}/revoke", post(revoke_key))
+        .route("/kek/rotate", post(rotate_kek))
 }
 
+/// The adopted keys, the KEK the key log is sealed under, and this node's KEK (ids only).
 async fn list_keys(_: Admin, State(s): State<AppState>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "keys": s.keys.manager.list() }))
+    let (log_kek, node_kek) = s.keys.manager.kek_ids();
+    Json(serde_json::json!({
+        "keys": s.keys.manager.list(),
+        "kek": log_kek,
+        "node_kek": node_kek,
+    }))
+}
+
+/// Rotates ahead of the schedule, safely: the next key is published at once and signs a
+/// publication lead later, so no verifier meets a `kid` it cannot know.
+async fn rotate_keys(
+    _: Admin,
+    State(s): State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (kid, signs_from) = s.keys.rotate_early().await.map_err(|error| {
+        tracing::warn!(error = %format!("{error:#}"), "Early rotation not written.");
+        OAuthError::Unavailable
+    })?;
+    Ok(Json(
+        serde_json::json!({ "next_kid": kid, "signs_from": signs_from }),
+    ))
+}
+
+/// KEK rotation: re-seals the secrets root and the keys in use under this node's KEK (give
+/// every node the new KEK as `keys.kek_file` and the old one as `keys.previous_kek_file`
+/// first). Repeating it is harmless.
+async fn rotate_kek(
+    _: Admin,
+    State(s): State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    match s.keys.reseal().await {
+        Ok((kek, keys)) => Ok(Json(
+            serde_json::json!({ "kek": kek, "resealed_keys": keys }),
+        )),
+        Err(ResealError::Refused(why)) => Err(OAuthError::Conflict(why).into()),
+        Err(error) => {
+            tracing::warn!(%error, "KEK rotation not written.");
+            Err(OAuthError::Unavailable.into())
+        }
+    }
 }
 
 /// Emergency: every token the key signed is revoked through the event log (so every node

@@ -12,18 +12,25 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tokend_domain::Clock;
-use tokend_jwt::{Kek, KeyPair, SealedKey};
+use tokend_jwt::{Kek, KeyPair, KeyRecord, SealedKey, SecretsRoot};
 
 pub use log::{FileKeyLog, KafkaKeyLog, KeyLog};
-pub use manager::{KeyInfo, KeyManager};
+pub use manager::{Keks, KeyInfo, KeyManager};
 
 /// A node's signing keys and the log they come from.
 pub struct Keys {
     pub manager: Arc<KeyManager>,
     log: Arc<dyn KeyLog>,
+    /// The installation's secrets root (never changes once known).
+    root: SecretsRoot,
 }
 
 impl Keys {
+    /// The root of the client-secret digest key and the session and CSRF keys.
+    pub fn root(&self) -> &SecretsRoot {
+        &self.root
+    }
+
     /// Emergency: withdraws `kid` from the key set on every node (through the key log). A
     /// revoked active key is replaced within a rotation check (a second). What it signed is
     /// revoked through the event log (`Service::revoke_signing_key`).
@@ -34,9 +41,67 @@ impl Keys {
             })
             .await
     }
+
+    /// Rotates ahead of the schedule: the next key is published now and signs a lead from
+    /// now (at the plain rotation if that comes sooner). Returns its kid and when it signs.
+    pub async fn rotate_early(&self) -> anyhow::Result<(String, i64)> {
+        if let Some(cut) = self.manager.early_rotation() {
+            self.log.append(&cut).await?;
+        }
+        let deadline = tokio::time::Instant::now() + ADOPTION_LIMIT;
+        loop {
+            self.manager.refresh();
+            // Once the cut is back from the log, the next key is due.
+            if self.manager.early_rotation().is_none()
+                && let Some(next) = self.manager.next_key()
+            {
+                return Ok(next);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("the next key did not come back from the key log within {ADOPTION_LIMIT:?}");
+            }
+            for record in self.manager.proposals() {
+                self.log.append(&record).await?;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// KEK rotation: re-seals the secrets root and every key in use under this node's KEK
+    /// and waits until the record is back from the log. Returns the KEK id and how many keys
+    /// were re-sealed.
+    pub async fn reseal(&self) -> Result<(String, usize), ResealError> {
+        let record = self.manager.reseal().map_err(ResealError::Refused)?;
+        let KeyRecord::Resealed { kek, keys, .. } = &record else {
+            return Err(ResealError::Refused("nothing to re-seal".into()));
+        };
+        let (kek, count) = (kek.clone(), keys.len());
+        self.log.append(&record).await.map_err(ResealError::Log)?;
+        let deadline = tokio::time::Instant::now() + ADOPTION_LIMIT;
+        while self.manager.kek_ids().0 != kek {
+            if tokio::time::Instant::now() > deadline {
+                return Err(ResealError::Log(anyhow::anyhow!(
+                    "the re-seal did not come back from the key log within {ADOPTION_LIMIT:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok((kek, count))
+    }
 }
 
 use crate::config::{self, Backend, Config};
+
+/// Why a KEK rotation was not done.
+#[derive(Debug, thiserror::Error)]
+pub enum ResealError {
+    /// This node cannot re-seal (it cannot open something it would have to).
+    #[error("{0}")]
+    Refused(String),
+    /// The key log could not be written or read back.
+    #[error("{0:#}")]
+    Log(anyhow::Error),
+}
 
 /// The key file of earlier versions: its active key is carried over into the key log once.
 const LEGACY_KEYS_FILE: &str = "signing-keys.json";
@@ -46,18 +111,36 @@ const DEV_KEK_FILE: &str = "dev-kek";
 /// How long a start waits for a key of the current epoch to come back from the log.
 const ADOPTION_LIMIT: Duration = Duration::from_secs(30);
 
-pub fn kek(config: &Config) -> anyhow::Result<Kek> {
+/// The node's KEKs: `keys.kek` (or `keys.kek_file`), and during a KEK change
+/// `keys.previous_kek` (or its file).
+pub fn keks(config: &Config) -> anyhow::Result<Keks> {
+    let previous = config::secret(
+        config.keys.previous_kek.as_deref(),
+        config.keys.previous_kek_file.as_deref(),
+        "keys.previous_kek",
+    )?
+    .map(|text| Kek::parse(&text).context("keys.previous_kek"))
+    .transpose()?;
     let given = config::secret(
         config.keys.kek.as_deref(),
         config.keys.kek_file.as_deref(),
         "keys.kek",
     )?;
-    if let Some(text) = given {
-        return Kek::parse(&text).context("keys.kek");
+    let current = match given {
+        Some(text) => Kek::parse(&text).context("keys.kek")?,
+        None if previous.is_some() => bail!("keys.previous_kek is set but keys.kek is not"),
+        None => development_kek(config)?,
+    };
+    if previous.as_ref().is_some_and(|p| p.id() == current.id()) {
+        bail!("keys.previous_kek is the same KEK as keys.kek");
     }
+    Ok(Keks { current, previous })
+}
+
+fn development_kek(config: &Config) -> anyhow::Result<Kek> {
     if config.storage.backend == config::Backend::Cluster {
-        // Each node would make its own: its own signing keys, and session cookies, CSRF
-        // tokens and client-secret digests no other node accepts.
+        // Each node would make its own: its own signing keys and secrets, no other node
+        // able to open them.
         bail!(
             "cluster mode needs the operator's key-encryption key, the same on every node: set \
              keys.kek_file (or TOKEND_KEYS__KEK) to 32 random bytes, base64 or hex \
@@ -80,8 +163,13 @@ pub fn kek(config: &Config) -> anyhow::Result<Kek> {
 
 /// Opens the key log, applies it, and returns once a key signs for the current epoch (read
 /// back from the log: never one the other nodes cannot have seen).
-pub async fn start(config: &Config, kek: &Kek, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Keys>> {
-    let manager = KeyManager::new(kek.clone(), config.keys.rotation(), clock);
+pub async fn start(
+    config: &Config,
+    keks: Keks,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Arc<Keys>> {
+    let legacy_key = legacy_active_key(&config.storage.data_dir, &keks)?;
+    let manager = KeyManager::new(keks, config.keys.rotation(), clock);
     let log: Arc<dyn KeyLog> = match config.storage.backend {
         Backend::Embedded => Arc::new(FileKeyLog::open(
             &config.storage.data_dir.join(KEY_LOG_FILE),
@@ -90,7 +178,19 @@ pub async fn start(config: &Config, kek: &Kek, clock: Arc<dyn Clock>) -> anyhow:
         )?),
         Backend::Cluster => Arc::new(KafkaKeyLog::open(&config.kafka, &manager).await?),
     };
-    if let Some(key) = legacy_active_key(&config.storage.data_dir, kek)?
+    if let Some(why) = manager.unopenable() {
+        bail!(why);
+    }
+    // The secrets root: from the log; for an installation from before it, as it was; for a
+    // new installation, the first proposal in the log.
+    if !manager.root_recorded() {
+        if manager.has_history() || legacy_key.is_some() {
+            manager.use_root_of_installation_before_roots();
+        } else {
+            log.append(&manager.root_proposal()).await?;
+        }
+    }
+    if let Some(key) = legacy_key
         && let Some(record) = manager.adopt_existing(&key)
     {
         log.append(&record).await?;
@@ -105,11 +205,15 @@ pub async fn start(config: &Config, kek: &Kek, clock: Arc<dyn Clock>) -> anyhow:
         if let Some(why) = manager.unopenable() {
             bail!(why);
         }
-        if manager.has_active() {
-            return Ok(Arc::new(Keys { manager, log }));
+        if let Some(root) = manager.root()
+            && manager.has_active()
+        {
+            return Ok(Arc::new(Keys { manager, log, root }));
         }
         if tokio::time::Instant::now() > deadline {
-            bail!("no signing key came back from the key log within {ADOPTION_LIMIT:?}");
+            bail!(
+                "no signing key or secrets root came back from the key log within {ADOPTION_LIMIT:?}"
+            );
         }
         for record in manager.proposals() {
             log.append(&record).await?;
@@ -136,7 +240,7 @@ pub async fn rotate(keys: Weak<Keys>, every: Duration) {
 }
 
 /// The active key of an earlier version's key file, if there is one.
-fn legacy_active_key(data_dir: &Path, kek: &Kek) -> anyhow::Result<Option<KeyPair>> {
+fn legacy_active_key(data_dir: &Path, keks: &Keks) -> anyhow::Result<Option<KeyPair>> {
     let path = data_dir.join(LEGACY_KEYS_FILE);
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Ok(None);
@@ -147,8 +251,10 @@ fn legacy_active_key(data_dir: &Path, kek: &Kek) -> anyhow::Result<Option<KeyPai
         .iter()
         .find(|s| s.state == tokend_jwt::KeyState::Active)
         .map(|s| {
-            s.open(kek)
-                .with_context(|| format!("signing key {}", s.kid))
+            let opened = std::iter::once(&keks.current)
+                .chain(&keks.previous)
+                .find_map(|kek| s.open(kek).ok());
+            opened.with_context(|| format!("signing key {} does not open under keys.kek", s.kid))
         })
         .transpose()
 }
@@ -181,7 +287,10 @@ mod tests {
     fn the_active_key_of_a_first_format_key_file_is_carried_over() {
         let dir = tempfile::tempdir().unwrap();
         let kek_bytes = [5u8; 32];
-        let kek = Kek::from_bytes(kek_bytes);
+        let keks = |b| Keks {
+            current: Kek::from_bytes(b),
+            previous: None,
+        };
         // A key file of the first format: no version, the kid alone as associated data.
         let seed = [9u8; 32];
         let key = KeyPair::from_seed(&seed, KeyState::Active, 7);
@@ -197,8 +306,10 @@ mod tests {
             "nonce": B64.encode(nonce), "ciphertext": B64.encode(ciphertext),
         }]);
         std::fs::write(dir.path().join(LEGACY_KEYS_FILE), old.to_string()).unwrap();
-        let carried = legacy_active_key(dir.path(), &kek).unwrap().unwrap();
+        let carried = legacy_active_key(dir.path(), &keks(kek_bytes))
+            .unwrap()
+            .unwrap();
         assert_eq!(carried.kid(), key.kid());
-        assert!(legacy_active_key(dir.path(), &Kek::from_bytes([6; 32])).is_err());
+        assert!(legacy_active_key(dir.path(), &keks([6; 32])).is_err());
     }
 }

@@ -239,3 +239,43 @@ async fn a_revoked_signing_key_is_withdrawn_and_replaced() {
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn an_early_rotation_publishes_the_next_key_at_once_and_signs_with_it_a_lead_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = TestNode::start(dir.path()).await;
+    let before = n.password_grant().await.str("access_token");
+    let first = tokend_jwt::token_kid(&before).unwrap();
+    let r = n
+        .json(Method::POST, "/admin/keys/rotate", "", Some(ADMIN))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    let next = r.str("next_kid");
+    let signs_from = r.json["signs_from"].as_i64().unwrap();
+    let lead = tokend::Config::default().keys.publish_lead_secs;
+    assert_eq!(signs_from, tokend_domain::Clock::now_secs(&*n.clock) + lead);
+    // Published now, not signing yet.
+    let jwks = n.get("/.well-known/jwks.json", None).await;
+    assert!(jwks.json.to_string().contains(&next));
+    let still = n.password_grant().await.str("access_token");
+    assert_eq!(tokend_jwt::token_kid(&still).unwrap(), first);
+
+    // A lead later the next key signs (within a rotation check), and the first key's
+    // tokens still verify.
+    n.clock.advance_secs(lead - 10);
+    n.node.keys.manager.refresh();
+    let still = n.password_grant().await.str("access_token");
+    assert_eq!(tokend_jwt::token_kid(&still).unwrap(), first);
+    n.clock.advance_secs(10);
+    let mut signed = None;
+    for _ in 0..50 {
+        let t = n.password_grant().await.str("access_token");
+        if tokend_jwt::token_kid(&t).unwrap() == next {
+            signed = Some(t);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(signed.is_some(), "the next key signs a lead later");
+    assert_eq!(n.data_status(&still).await, StatusCode::OK);
+}

@@ -71,6 +71,27 @@ impl TestNode {
         }
     }
 
+    /// Stops the node and starts it again with `config`, on the same clock, keeping the
+    /// demo's credentials.
+    pub async fn restart(self, config: &Config) -> anyhow::Result<Self> {
+        let TestNode {
+            node,
+            clock,
+            client_id,
+            client_secret,
+            password,
+        } = self;
+        drop(node);
+        let node = Node::start(config, clock.clone()).await?;
+        Ok(Self {
+            node,
+            clock,
+            client_id,
+            client_secret,
+            password,
+        })
+    }
+
     /// Status, headers and body text (for pages and redirects).
     pub async fn send_raw(
         &self,

@@ -3,7 +3,9 @@
 
 use axum::http::StatusCode;
 
-use crate::harness::{TestNode, config};
+use axum::http::Method;
+
+use crate::harness::{ADMIN, TestNode, config};
 
 #[tokio::test]
 async fn revocations_and_refresh_families_survive_a_restart() {
@@ -251,5 +253,55 @@ async fn the_embedded_node_rotates_its_keys_on_schedule() {
         n.data_status(&old).await,
         StatusCode::OK,
         "the retired key still verifies"
+    );
+}
+
+#[tokio::test]
+async fn a_kek_change_keeps_keys_client_secrets_and_tokens_and_the_old_kek_is_then_refused() {
+    use tokend_jwt::Kek;
+    let _limit = tokend_testkit::time_limit(60);
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = ("aa".repeat(32), "bb".repeat(32));
+    let new_id = Kek::parse(&new).unwrap().id();
+    let with = |kek: &str, previous: Option<&str>| {
+        let mut c = config(dir.path());
+        c.seed.demo = false;
+        c.keys.kek = Some(kek.to_owned());
+        c.keys.previous_kek = previous.map(str::to_owned);
+        c
+    };
+    let mut seeded = with(&old, None);
+    seeded.seed.demo = true;
+    let first = TestNode::with_config(&seeded).await;
+    let token = first.password_grant().await.str("access_token");
+
+    // Step 1: the new KEK, and the old one as the previous.
+    let changing = first.restart(&with(&new, Some(&old))).await.unwrap();
+    assert_eq!(changing.data_status(&token).await, StatusCode::OK);
+    // Step 2: the re-seal.
+    let r = changing
+        .json(Method::POST, "/admin/kek/rotate", "", Some(ADMIN))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["kek"], new_id.as_str());
+    assert_eq!(r.json["resealed_keys"], 1);
+    let listed = changing.get_admin("/admin/keys").await;
+    assert_eq!(listed.json["kek"], new_id.as_str(), "{}", listed.json);
+    assert_eq!(listed.json["keys"][0]["sealed_under"], new_id.as_str());
+
+    // The old KEK alone is now refused, with a message that names the KEK needed.
+    let refused = tokend::Node::start(&with(&old, None), changing.clock.clone()).await;
+    let why = format!("{:#}", refused.err().expect("the old KEK must not start"));
+    assert!(why.contains(&new_id), "{why}");
+
+    // Step 3: the new KEK alone. The signing key, the client secret (its digest key comes
+    // from the secrets root) and the token all carry on.
+    let after = changing.restart(&with(&new, None)).await.unwrap();
+    assert_eq!(after.data_status(&token).await, StatusCode::OK);
+    let fresh = after.password_grant().await.str("access_token");
+    assert_eq!(
+        tokend_jwt::token_kid(&fresh),
+        tokend_jwt::token_kid(&token),
+        "the same signing key"
     );
 }
