@@ -192,3 +192,95 @@ async fn a_revoked_key_is_rejected_on_every_node_and_by_the_sdk_when_the_call_re
         .await
         .expect("the SDK refetches the key set");
 }
+
+/// Serves `node` on a loopback port; its base URL.
+async fn serve(node: &tokend::Node) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = node.router.clone();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kek_change_runs_through_the_key_topic_and_keeps_keys_and_client_secrets() {
+    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    let (k, r) = (kafka().await, redis().await);
+    let c = Cluster::start(&k.bootstrap, &r.url, 1).await;
+    let _projector = c.spawn_projector();
+    c.ready().await;
+    let token = c.client_credentials(0).await;
+    let (old, new) = (c.config.keys.kek.clone().unwrap(), "22".repeat(32));
+    let new_id = tokend_jwt::Kek::parse(&new).unwrap().id();
+    let dirs = tempfile::tempdir().unwrap();
+    let with = |name: &str, kek: &str, previous: Option<&str>| {
+        let mut config = c.config.clone();
+        config.storage.data_dir = dirs.path().join(name);
+        config.seed.demo = false;
+        config.keys.kek = Some(kek.to_owned());
+        config.keys.previous_kek = previous.map(str::to_owned);
+        config
+    };
+    let clock: Arc<dyn Clock> = Arc::new(tokend_verify::SystemClock);
+
+    // Step 1: a node given the new KEK and the old one joins and serves.
+    let changing = tokend::Node::start(&with("changing", &new, Some(&old)), clock.clone())
+        .await
+        .unwrap();
+    let changing_url = serve(&changing).await;
+    // Step 2: it re-seals the key log under the new KEK.
+    let resealed: serde_json::Value = c
+        .http
+        .post(format!("{changing_url}/admin/kek/rotate"))
+        .bearer_auth(crate::cluster::ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(resealed["kek"], new_id.as_str(), "{resealed}");
+
+    // Step 3: a node with the new KEK alone reads the topic: the same signing key, the same
+    // client-secret digests (the demo client authenticates), the same tokens.
+    let fresh = tokend::Node::start(&with("fresh", &new, None), clock.clone())
+        .await
+        .unwrap();
+    let fresh_url = serve(&fresh).await;
+    let issued: serde_json::Value = c
+        .http
+        .post(format!("{fresh_url}/oauth/token"))
+        .basic_auth(&c.client_id, Some(&c.client_secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fresh_token = issued["access_token"]
+        .as_str()
+        .expect("the client secret still works");
+    assert_eq!(
+        tokend_jwt::token_kid(fresh_token),
+        tokend_jwt::token_kid(&token)
+    );
+    let data = c
+        .http
+        .get(format!("{fresh_url}/api/data"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(data.status(), 200);
+    assert_eq!(
+        c.data(0, fresh_token).await,
+        200,
+        "the old node verifies it too"
+    );
+
+    // A node given only the old KEK is now refused, and told which KEK it needs.
+    let refused = tokend::Node::start(&with("stale", &old, None), clock).await;
+    let why = format!("{:#}", refused.err().expect("the old KEK must not start"));
+    assert!(why.contains(&new_id), "{why}");
+}
