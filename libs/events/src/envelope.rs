@@ -1,17 +1,10 @@
-//! The envelope: type, version, id, time and trace context around a payload.
+//! The envelope: type, version, id and time around a payload. (Trace context travels in the
+//! Kafka record's headers, `traceparent` and `tracestate`, not in the event.)
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::Event;
-
-/// W3C trace context carried with an event so one trace spans the HTTP request and the projector.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TraceContext {
-    pub traceparent: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tracestate: Option<String>,
-}
 
 /// One record of the log. The payload stays JSON text until [`Envelope::decode`] turns it
 /// into the typed event in one pass (no intermediate JSON tree: the projector decodes every
@@ -24,8 +17,6 @@ pub struct Envelope {
     pub id: Uuid,
     /// Milliseconds since the Unix epoch, from the writer's clock.
     pub occurred_at_ms: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trace: Option<TraceContext>,
     pub payload: Box<serde_json::value::RawValue>,
 }
 
@@ -35,7 +26,6 @@ impl PartialEq for Envelope {
             && self.version == other.version
             && self.id == other.id
             && self.occurred_at_ms == other.occurred_at_ms
-            && self.trace == other.trace
             && self.payload.get() == other.payload.get()
     }
 }
@@ -73,7 +63,6 @@ impl Envelope {
             version: event.version(),
             id,
             occurred_at_ms,
-            trace: None,
             payload,
         }
     }
@@ -134,7 +123,6 @@ mod tests {
             version: 1,
             id: Uuid::nil(),
             occurred_at_ms: 0,
-            trace: None,
             payload: serde_json::value::to_raw_value(&serde_json::json!({"nope": true})).unwrap(),
         };
         assert!(env.decode().is_err());

@@ -27,5 +27,5 @@
 mod envelope;
 mod payload;
 
-pub use envelope::{DecodeError, Decoded, Envelope, TraceContext};
+pub use envelope::{DecodeError, Decoded, Envelope};
 pub use payload::*;

@@ -8,6 +8,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokend_domain::{EventLog, LogError, LogPosition};
 use tokend_events::Envelope;
+use tracing::Instrument;
 
 use crate::KafkaSettings;
 
@@ -82,9 +83,30 @@ impl KafkaEventLog {
     }
 }
 
+/// The producer span of one append (OpenTelemetry messaging conventions); disabled when
+/// telemetry is off.
+fn send_span(topic: &str) -> tracing::Span {
+    if !tokend_telemetry::tracing_enabled() {
+        return tracing::Span::none();
+    }
+    tracing::info_span!(
+        "send",
+        otel.name = format!("send {topic}"),
+        otel.kind = "producer",
+        messaging.system = "kafka",
+        messaging.operation.type = "send",
+        messaging.operation.name = "send",
+        messaging.destination.name = %topic,
+        messaging.destination.partition.id = tracing::field::Empty,
+        messaging.kafka.offset = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
+}
+
 #[async_trait]
 impl EventLog for KafkaEventLog {
     async fn append(&self, envelope: &Envelope, key: &str) -> Result<LogPosition, LogError> {
+        let span = send_span(&self.topic);
         let payload = envelope.to_bytes();
         let version = envelope.version.to_string();
         let mut headers = OwnedHeaders::new()
@@ -96,23 +118,31 @@ impl EventLog for KafkaEventLog {
                 key: "version",
                 value: Some(version.as_str()),
             });
-        if let Some(trace) = &envelope.trace {
+        // The `send` span's W3C context: the projector's `process` span continues the trace.
+        for (name, value) in tokend_telemetry::propagation::headers_of(&span) {
             headers = headers.insert(Header {
-                key: "traceparent",
-                value: Some(trace.traceparent.as_str()),
+                key: name,
+                value: Some(value.as_str()),
             });
-            if let Some(state) = &trace.tracestate {
-                headers = headers.insert(Header {
-                    key: "tracestate",
-                    value: Some(state.as_str()),
-                });
-            }
         }
         let record = FutureRecord::to(&self.topic)
             .key(key)
             .payload(payload.as_slice())
             .headers(headers);
-        self.deliver(record).await
+        let delivered = self.deliver(record).instrument(span.clone()).await;
+        match &delivered {
+            Ok(position) => {
+                span.record(
+                    "messaging.destination.partition.id",
+                    position.partition.to_string(),
+                );
+                span.record("messaging.kafka.offset", position.offset);
+            }
+            Err(_) => {
+                span.record("error.type", "kafka_unavailable");
+            }
+        }
+        delivered
     }
 
     async fn ping(&self) -> Result<(), LogError> {

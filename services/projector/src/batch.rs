@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokend_domain::{Applied, LogPosition, StoreError};
 use tokend_events::{Decoded, Envelope, Event};
 use tokend_redis::RedisStore;
+use tracing::Instrument;
 
 use crate::Metrics;
 
@@ -48,7 +49,10 @@ pub(crate) async fn apply_with_retry(
     loop {
         #[allow(clippy::disallowed_methods)] // a measurement, not domain time
         let started = std::time::Instant::now();
-        match store.apply_records(partition, first, events).await {
+        let write = store
+            .apply_records(partition, first, events)
+            .instrument(crate::trace::redis_span(partition, events.len()));
+        match write.await {
             Ok((applied, written)) => {
                 metrics.record_batch(events.len(), written, started.elapsed(), applied);
                 return Some(applied);

@@ -20,6 +20,7 @@ mod heal;
 mod metrics;
 mod rebuild;
 mod run;
+mod trace;
 mod worker;
 
 pub use config::Config;

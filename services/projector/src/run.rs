@@ -45,6 +45,7 @@ pub async fn run(
         dead_letters,
         metrics,
         topic: config.kafka.topic.clone(),
+        group: config.group_id.clone(),
         dead_letter_topic: config.kafka.dead_letter_topic.clone(),
         max_batch: config.max_batch.max(1),
     };

@@ -16,6 +16,7 @@ use tokend_kafka::rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage
 use tokend_kafka::{GroupConsumer, KafkaEventLog};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::Metrics;
 use crate::batch::{apply_with_retry, decode};
@@ -31,6 +32,8 @@ pub(crate) struct Shared {
     pub dead_letters: Arc<KafkaEventLog>,
     pub metrics: Arc<Metrics>,
     pub topic: String,
+    /// The consumer group (for spans).
+    pub group: String,
     pub dead_letter_topic: String,
     pub max_batch: usize,
 }
@@ -212,8 +215,10 @@ async fn work(
         let stop = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        let outcome =
-            apply_with_retry(&shared.store, p, offset, &refs, &shared.metrics, stop).await;
+        let span = crate::trace::process_span(&shared, partition, &batch);
+        let outcome = apply_with_retry(&shared.store, p, offset, &refs, &shared.metrics, stop)
+            .instrument(span)
+            .await;
         match outcome {
             None => return,
             Some(Applied::Done { next, .. }) => {

@@ -23,6 +23,7 @@ pub struct Config {
     pub redis: tokend_redis::RedisSettings,
     pub revocation: Revocation,
     pub rate_limit: RateLimit,
+    pub telemetry: tokend_telemetry::TelemetryConfig,
 }
 
 /// Request rate limits, per node (see `http::limits`). A limit of 0 turns that one off.
@@ -306,6 +307,7 @@ impl Config {
     }
 
     pub(crate) fn validate(&self) -> anyhow::Result<()> {
+        self.telemetry.validate()?;
         let t = &self.tokens;
         if t.access_ttl_secs <= 0
             || t.refresh_ttl_secs <= 0

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use anyhow::bail;
 use clap::{Parser, Subcommand};
 use tokend::{Config, Node, SystemClock};
-use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(name = "tokend", about = "An event-sourced OAuth 2.0 token service.")]
@@ -47,21 +46,23 @@ enum LogAction {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref())?;
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(config).await,
+    let telemetry = tokend_telemetry::init("tokend", env!("CARGO_PKG_VERSION"), &config.telemetry)?;
+    let done = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config, telemetry.prometheus()).await,
         Command::Log { action } => log(&config, action),
-    }
+    };
+    telemetry.shutdown();
+    done
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, metrics: tokend_telemetry::PrometheusText) -> anyhow::Result<()> {
     let node = Node::start(&config, Arc::new(SystemClock)).await?;
+    let router = node
+        .router
+        .clone()
+        .merge(tokend::http::metrics_route(metrics));
     if let Some(demo) = &node.demo {
         show_once(demo);
     }
@@ -75,7 +76,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         "Token node listening."
     );
     tokio::spawn(node.pruner());
-    tokend::serve(listeners, &config, node.router, shutdown()).await?;
+    tokend::serve(listeners, &config, router, shutdown()).await?;
     tracing::info!("Token node stopped.");
     Ok(())
 }

@@ -136,7 +136,24 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
     if let Some(cors) = cors(&config.server.cors_allowed_origins)? {
         app = app.layer(cors);
     }
-    Ok(app.layer(tower_http::trace::TraceLayer::new_for_http()))
+    Ok(tokend_telemetry::http::traced(app))
+}
+
+/// `GET /metrics`: every metric in the Prometheus text format (restrict it at the proxy,
+/// like `/admin`).
+pub fn metrics_route(metrics: tokend_telemetry::PrometheusText) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || async move {
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                metrics.render(),
+            )
+        }),
+    )
 }
 
 fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {

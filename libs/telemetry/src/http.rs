@@ -1,0 +1,56 @@
+//! HTTP server spans (OpenTelemetry HTTP conventions): named `METHOD route-template`, never
+//! the raw path or query (which may hold codes or tokens), with the status code and
+//! `error.type` on a 5xx; an incoming `traceparent` is honoured.
+
+use axum::extract::MatchedPath;
+use axum::http::{Request, Response};
+use tower_http::trace::TraceLayer;
+
+use crate::propagation;
+
+/// `router` with a server span per request, when telemetry exports spans; unchanged (no
+/// per-request cost) otherwise.
+pub fn traced(router: axum::Router) -> axum::Router {
+    if !crate::tracing_enabled() {
+        return router;
+    }
+    router.layer(
+        TraceLayer::new_for_http()
+            .make_span_with(request_span)
+            .on_request(())
+            .on_response(record_response)
+            .on_failure(()),
+    )
+}
+
+fn request_span<B>(req: &Request<B>) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    let method = req.method().as_str();
+    let span = tracing::info_span!(
+        "request",
+        otel.name = format!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = method,
+        http.route = route,
+        url.scheme = "http",
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    );
+    propagation::set_remote_parent(&span, |key| {
+        req.headers().get(key).and_then(|v| v.to_str().ok())
+    });
+    span
+}
+
+fn record_response<B>(res: &Response<B>, _latency: std::time::Duration, span: &tracing::Span) {
+    let status = res.status();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("error.type", status.as_str());
+        span.record("otel.status_code", "ERROR");
+    }
+}
