@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh machine of this kind (build dependencies of
 # rdkafka's bundled librdkafka, Debian's Chromium and ChromeDriver for the browser test, the
-# Docker engine without a bridge, the locally built Kafka and Redis images), then runs all of it: formatting, clippy with -D warnings, and every test
+# Docker engine without a bridge, the locally built Kafka and Redis images, Jaeger built from
+# its Go module for the telemetry test), then runs all of it: formatting, clippy with -D warnings, and every test
 # (unit, in-process HTTP, and the integration tests against real Kafka and Redis).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,6 +29,9 @@ infra/docker/build-images.sh
 cleanup() { docker rm -f $(docker ps -aq --filter label=tokend-test=1) >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 cleanup
+
+step "Jaeger all-in-one (the trace backend of the telemetry test), built once from its Go module"
+infra/scripts/install-jaeger.sh
 
 step "Toolchain"
 cargo --version

@@ -136,7 +136,10 @@ impl EventLog for KafkaEventLog {
                     "messaging.destination.partition.id",
                     position.partition.to_string(),
                 );
-                span.record("messaging.kafka.offset", position.offset);
+                span.record(
+                    "messaging.kafka.offset",
+                    i64::try_from(position.offset).unwrap_or(i64::MAX),
+                );
             }
             Err(_) => {
                 span.record("error.type", "kafka_unavailable");

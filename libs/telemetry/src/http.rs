@@ -48,7 +48,7 @@ fn request_span<B>(req: &Request<B>) -> tracing::Span {
 
 fn record_response<B>(res: &Response<B>, _latency: std::time::Duration, span: &tracing::Span) {
     let status = res.status();
-    span.record("http.response.status_code", status.as_u16());
+    span.record("http.response.status_code", i64::from(status.as_u16()));
     if status.is_server_error() {
         span.record("error.type", status.as_str());
         span.record("otel.status_code", "ERROR");

@@ -12,6 +12,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -55,17 +56,21 @@ pub fn init(
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log_filter))
         .context("telemetry.log_filter")?;
+    // Each layer its own filter: quiet logs must not silence the spans that are exported.
     let logs = match config.log_format {
-        LogFormat::Pretty => tracing_subscriber::fmt::layer().boxed(),
-        LogFormat::Json => tracing_subscriber::fmt::layer().json().boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer().with_filter(filter).boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_filter(filter)
+            .boxed(),
     };
     let spans = telemetry.tracer.as_ref().map(|provider| {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer(service))
             .with_tracked_inactivity(false)
+            .with_filter(LevelFilter::INFO)
     });
     tracing_subscriber::registry()
-        .with(filter)
         .with(logs)
         .with(spans)
         .try_init()
@@ -145,6 +150,13 @@ pub fn providers(
 }
 
 impl Telemetry {
+    /// Exports the spans buffered so far (blocks until the exporter answers or times out).
+    pub fn flush(&self) {
+        if let Some(t) = &self.tracer {
+            let _ = t.force_flush();
+        }
+    }
+
     /// A cheap handle for the `/metrics` route.
     pub fn prometheus(&self) -> PrometheusText {
         PrometheusText(self.prometheus.clone())

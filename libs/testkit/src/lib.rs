@@ -6,6 +6,10 @@
 //! stop, start, pause or unpause it. Containers carry the label `tokend-test=1`; the test script
 //! removes leftovers by that label.
 
+mod jaeger;
+
+pub use jaeger::{JAEGER_VERSION, Jaeger};
+
 use std::net::TcpListener;
 use std::process::Command;
 use std::time::Duration;

@@ -37,7 +37,7 @@ pub(crate) fn process_span(
         messaging.destination.partition.id = %partition,
         messaging.consumer.group.name = %shared.group,
         messaging.kafka.offset = first,
-        messaging.batch.message_count = batch.len(),
+        messaging.batch.message_count = i64::try_from(batch.len()).unwrap_or(i64::MAX),
     );
     let contexts = batch
         .iter()
@@ -62,6 +62,6 @@ pub(crate) fn redis_span(partition: u32, records: usize) -> tracing::Span {
         db.system.name = "redis",
         db.operation.name = "EVALSHA",
         tokend.partition = partition,
-        tokend.records = records,
+        tokend.records = i64::try_from(records).unwrap_or(i64::MAX),
     )
 }

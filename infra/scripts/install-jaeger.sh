@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds Jaeger's all-in-one (a real trace backend the telemetry test sends OTLP to and reads
+# back through its query API) from its Go module, once: the binary is cached under the ignored
+# target/tools/. Go modules come through the machine's module proxy. (`go install` refuses this
+# module because its go.mod has replace directives, so it is built in a copy of the module.)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+version=1.76.0
+out="$PWD/target/tools/jaeger-$version/jaeger-all-in-one"
+if [ -x "$out" ]; then
+  echo "cached: $out"
+  exit 0
+fi
+command -v go >/dev/null || { echo "Go is needed to build Jaeger (go 1.26 is on these machines)" >&2; exit 1; }
+dir=$(go mod download -json "github.com/jaegertracing/jaeger@v$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+[ -d "$dir" ] || { echo "go mod download gave no module directory" >&2; exit 1; }
+build=$(mktemp -d)
+trap 'rm -rf "$build"' EXIT
+cp -r "$dir"/. "$build"
+chmod -R u+w "$build"
+mkdir -p "$(dirname "$out")"
+(cd "$build" && go build -trimpath -o "$out.tmp" ./cmd/all-in-one)
+mv "$out.tmp" "$out"
+echo "built: $out"
