@@ -236,7 +236,7 @@ fn main() {
             if applied != last {
                 (last, since) = (applied, Instant::now());
             } else if since.elapsed() > STALL_LIMIT {
-                eprintln!("{}", metrics.render());
+                eprintln!("{}", metrics.summary());
                 for p in 0..6 {
                     eprintln!("partition {p}: {:?}", store.partition_state(p).await);
                 }

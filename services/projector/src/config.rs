@@ -23,6 +23,7 @@ pub struct Config {
     /// How often the projector checks that the projection is where it expects (lost data,
     /// a new generation) and marks caught-up partitions complete.
     pub heal_interval_ms: u64,
+    pub telemetry: tokend_telemetry::TelemetryConfig,
 }
 
 impl Default for Config {
@@ -34,6 +35,7 @@ impl Default for Config {
             metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
             max_batch: 2000,
             heal_interval_ms: 250,
+            telemetry: tokend_telemetry::TelemetryConfig::default(),
         }
     }
 }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use anyhow::bail;
 use tokend_projector::{Config, Metrics, rebuild, run};
 use tokend_redis::RedisStore;
-use tracing_subscriber::EnvFilter;
 
 enum Command {
     Run,
@@ -33,28 +32,55 @@ fn args() -> anyhow::Result<(Option<PathBuf>, Command)> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
     let (file, command) = args()?;
     let config = Config::load(file.as_deref())?;
-    let store = RedisStore::connect_with(&config.redis).await?;
-    match command {
-        Command::Run => {
-            let metrics = Arc::new(Metrics::default());
-            if let Some(addr) = config.metrics_addr {
-                tokio::spawn(metrics.clone().serve(addr));
+    let telemetry = tokend_telemetry::init(
+        "tokend-projector",
+        env!("CARGO_PKG_VERSION"),
+        &config.telemetry,
+    )?;
+    let done = async {
+        let store = RedisStore::connect_with(&config.redis).await?;
+        match command {
+            Command::Run => {
+                let metrics = Arc::new(Metrics::default());
+                if let Some(addr) = config.metrics_addr {
+                    tokio::spawn(serve_metrics(addr, telemetry.prometheus()));
+                }
+                run(&config, Arc::new(store), metrics, shutdown()).await
             }
-            run(&config, Arc::new(store), metrics, shutdown()).await
-        }
-        Command::Rebuild => {
-            let report = rebuild(&config, &store, true).await?;
-            show(&report);
-            Ok(())
+            Command::Rebuild => {
+                let report = rebuild(&config, &store, true).await?;
+                show(&report);
+                Ok(())
+            }
         }
     }
+    .await;
+    telemetry.shutdown();
+    done
+}
+
+/// Serves `GET /metrics` (Prometheus text) until the process ends.
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    metrics: tokend_telemetry::PrometheusText,
+) -> anyhow::Result<()> {
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || async move {
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                metrics.render(),
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, app).await?;
+    Ok(())
 }
 
 #[allow(clippy::print_stdout)]

@@ -221,7 +221,10 @@ async fn work(
             .await;
         match outcome {
             None => return,
-            Some(Applied::Done { next, .. }) => {
+            Some(Applied::Done { next, duplicates }) => {
+                if duplicates == 0 {
+                    shared.metrics.record_propagation(&batch, &events);
+                }
                 expected.store(next, Ordering::Release);
                 let stored = i64::try_from(next).unwrap_or(i64::MAX) - 1;
                 if let Err(error) = shared
