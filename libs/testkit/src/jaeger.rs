@@ -33,7 +33,7 @@ fn binary() -> PathBuf {
 
 impl Jaeger {
     /// Starts Jaeger and waits until its OTLP and query ports accept connections.
-    #[allow(clippy::panic, clippy::expect_used)]
+    #[allow(clippy::panic, clippy::expect_used, clippy::disallowed_methods)] // a wait bound
     pub fn start() -> Self {
         let bin = binary();
         assert!(
