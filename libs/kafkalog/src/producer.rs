@@ -8,6 +8,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokend_domain::{EventLog, LogError, LogPosition};
 use tokend_events::Envelope;
+use tokend_telemetry::KeyValue;
 use tracing::Instrument;
 
 use crate::KafkaSettings;
@@ -83,6 +84,29 @@ impl KafkaEventLog {
     }
 }
 
+/// `messaging.client.operation.duration` of one append (seconds), with `error.type` when the
+/// broker did not take it.
+fn produce_duration(took: Duration, ok: bool) {
+    static DURATION: std::sync::OnceLock<tokend_telemetry::Histogram<f64>> =
+        std::sync::OnceLock::new();
+    let histogram = DURATION.get_or_init(|| {
+        tokend_telemetry::global::meter("tokend-kafka")
+            .f64_histogram("messaging.client.operation.duration")
+            .with_unit("s")
+            .with_description("Kafka produce latency, to the broker's acknowledgement")
+            .with_boundaries(tokend_telemetry::SECONDS_BUCKETS.to_vec())
+            .build()
+    });
+    let mut attributes = vec![
+        KeyValue::new("messaging.system", "kafka"),
+        KeyValue::new("messaging.operation.name", "send"),
+    ];
+    if !ok {
+        attributes.push(KeyValue::new("error.type", "kafka_unavailable"));
+    }
+    histogram.record(took.as_secs_f64(), &attributes);
+}
+
 /// The producer span of one append (OpenTelemetry messaging conventions); disabled when
 /// telemetry is off.
 fn send_span(topic: &str) -> tracing::Span {
@@ -129,7 +153,10 @@ impl EventLog for KafkaEventLog {
             .key(key)
             .payload(payload.as_slice())
             .headers(headers);
+        #[allow(clippy::disallowed_methods)] // a measurement
+        let started = std::time::Instant::now();
         let delivered = self.deliver(record).instrument(span.clone()).await;
+        produce_duration(started.elapsed(), delivered.is_ok());
         match &delivered {
             Ok(position) => {
                 span.record(

@@ -29,7 +29,8 @@ pub enum Grant {
 }
 
 impl Grant {
-    fn name(&self) -> &'static str {
+    /// The `grant_type` (RFC 6749).
+    pub fn name(&self) -> &'static str {
         match self {
             Grant::ClientCredentials => "client_credentials",
             Grant::RefreshToken { .. } => "refresh_token",

@@ -54,3 +54,45 @@ fn record_response<B>(res: &Response<B>, _latency: std::time::Duration, span: &t
         span.record("otel.status_code", "ERROR");
     }
 }
+
+/// `router` with `http.server.request.duration` (seconds, by method, route template and
+/// status) recorded for every request; always on (one histogram record per request).
+pub fn measured(router: axum::Router) -> axum::Router {
+    router.layer(axum::middleware::from_fn(measure))
+}
+
+async fn measure(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    static DURATION: std::sync::OnceLock<opentelemetry::metrics::Histogram<f64>> =
+        std::sync::OnceLock::new();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    #[allow(clippy::disallowed_methods)] // a measurement
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    let duration = DURATION.get_or_init(|| {
+        opentelemetry::global::meter("tokend-http")
+            .f64_histogram("http.server.request.duration")
+            .with_unit("s")
+            .with_description("HTTP server request duration")
+            .with_boundaries(crate::SECONDS_BUCKETS.to_vec())
+            .build()
+    });
+    duration.record(
+        started.elapsed().as_secs_f64(),
+        &[
+            opentelemetry::KeyValue::new("http.request.method", method),
+            opentelemetry::KeyValue::new("http.route", route),
+            opentelemetry::KeyValue::new(
+                "http.response.status_code",
+                i64::from(response.status().as_u16()),
+            ),
+        ],
+    );
+    response
+}

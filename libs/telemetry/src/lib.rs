@@ -16,3 +16,22 @@ pub use config::{LogFormat, TelemetryConfig};
 pub use init::{PrometheusText, Telemetry, init, providers, tracing_enabled};
 pub use opentelemetry::metrics::{Counter, Histogram, Meter};
 pub use opentelemetry::{KeyValue, global};
+
+/// Histogram bounds for latencies in seconds: 0.5 ms to 10 s.
+pub const SECONDS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A counter of the process-wide meter, made once (after [`init`]: before it, a no-op).
+#[macro_export]
+macro_rules! counter {
+    ($meter:literal, $name:literal, $description:literal) => {{
+        static COUNTER: ::std::sync::OnceLock<$crate::Counter<u64>> = ::std::sync::OnceLock::new();
+        COUNTER.get_or_init(|| {
+            $crate::global::meter($meter)
+                .u64_counter($name)
+                .with_description($description)
+                .build()
+        })
+    }};
+}

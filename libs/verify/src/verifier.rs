@@ -125,8 +125,14 @@ impl Verifier {
             .verify_token(&self.policy, token, self.clock.now_secs())
     }
 
-    /// The whole check.
+    /// The whole check; its outcome is counted (`tokend.validations`, by outcome).
     pub async fn verify(&self, token: &str) -> Result<AccessClaims, Rejection> {
+        let checked = self.check(token).await;
+        count(&checked);
+        checked
+    }
+
+    async fn check(&self, token: &str) -> Result<AccessClaims, Rejection> {
         self.keys.refresh_if_stale();
         let claims = match self.check_signature(token) {
             Err(VerifyError::UnknownKey) if self.keys.refresh_for_unknown_kid().await => {
@@ -140,4 +146,31 @@ impl Verifier {
             Err(_) => Err(Rejection::Unavailable),
         }
     }
+}
+
+/// Counts a validation by outcome (a fixed set of values).
+fn count(checked: &Result<AccessClaims, Rejection>) {
+    static VALIDATIONS: std::sync::OnceLock<opentelemetry::metrics::Counter<u64>> =
+        std::sync::OnceLock::new();
+    let outcome = match checked {
+        Ok(_) => "valid",
+        Err(Rejection::Revoked) => "revoked",
+        Err(Rejection::Unavailable) => "unavailable",
+        Err(Rejection::Missing) => "missing",
+        Err(Rejection::Invalid(VerifyError::Expired)) => "expired",
+        Err(Rejection::Invalid(VerifyError::NotYetValid)) => "not_yet_valid",
+        Err(Rejection::Invalid(VerifyError::UnknownKey)) => "unknown_key",
+        Err(Rejection::Invalid(VerifyError::Invalid)) => "bad_signature",
+        Err(Rejection::Invalid(
+            VerifyError::Malformed | VerifyError::Algorithm | VerifyError::Type,
+        )) => "malformed",
+    };
+    VALIDATIONS
+        .get_or_init(|| {
+            opentelemetry::global::meter("tokend-verify")
+                .u64_counter("tokend.validations")
+                .with_description("access tokens checked, by outcome")
+                .build()
+        })
+        .add(1, &[opentelemetry::KeyValue::new("outcome", outcome)]);
 }

@@ -49,10 +49,7 @@ impl Default for Metrics {
 /// Which counter of [`Counters`] an instrument observes.
 type Field = fn(&Counters) -> &AtomicU64;
 
-/// Bucket bounds for latencies in seconds: 0.5 ms to 10 s.
-const SECONDS: &[f64] = &[
-    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+const SECONDS: &[f64] = tokend_telemetry::SECONDS_BUCKETS;
 
 impl Metrics {
     pub fn new(meter: &Meter) -> Self {

@@ -1,6 +1,6 @@
 //! One trace from `POST /oauth/token` through the Kafka hop to the Redis write, exported over
-//! OTLP to a real Jaeger and read back through its query API; and no secret in any exported
-//! span. Its own test binary: telemetry is process-wide (one subscriber, one exporter).
+//! OTLP to a real Jaeger and read back through its query API; the metrics of the same run;
+//! and no secret in any exported span or metric. Its own test binary: telemetry is process-wide (one subscriber, one exporter).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -161,6 +161,33 @@ async fn one_trace_runs_from_the_token_request_through_kafka_to_the_redis_write(
         ("access token", token.as_str()),
     ] {
         assert!(!everything.contains(secret), "the {what} was exported");
+    }
+
+    // The metrics of the same run, as Prometheus scrapes them.
+    assert_eq!(c.data(0, &token).await, 200);
+    let metrics = telemetry.prometheus().render();
+    for needle in [
+        "http_server_request_duration_seconds_bucket{",
+        "http_route=\"/oauth/token\"",
+        "tokend_tokens_issued_total{grant_type=\"client_credentials\"}",
+        "tokend_validations_total{outcome=\"valid\"}",
+        "messaging_client_operation_duration_seconds_count{",
+        "projector_propagation_delay_seconds_count{event_class=\"issue\"}",
+        "projector_records_applied_total",
+        "tokend_signing_key_age_seconds",
+        "tokend_signing_key_next_rotation_seconds",
+    ] {
+        assert!(
+            metrics.contains(needle),
+            "{needle} missing from:\n{metrics}"
+        );
+    }
+    for secret in [
+        c.client_secret.as_str(),
+        c.password.as_str(),
+        token.as_str(),
+    ] {
+        assert!(!metrics.contains(secret));
     }
     telemetry.shutdown();
 }

@@ -6,6 +6,7 @@ mod backends;
 pub mod config;
 pub mod http;
 pub mod keys;
+pub mod metrics;
 mod seed;
 mod serve;
 
@@ -56,6 +57,7 @@ impl Node {
         let signing_keys = keys::start(config, keys::keks(config)?, clock.clone()).await?;
         let root = signing_keys.root();
         tokio::spawn(keys::rotate(Arc::downgrade(&signing_keys), KEY_CHECK));
+        metrics::watch_keys(Arc::downgrade(&signing_keys.manager));
         let keyring = signing_keys.manager.keyring();
         let backends = backends::open(config).await?;
         let settings = Settings {

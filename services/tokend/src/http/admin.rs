@@ -94,6 +94,7 @@ async fn revoke_key(
         tracing::warn!(error = %format!("{error:#}"), "Key withdrawal not written.");
         OAuthError::Unavailable
     })?;
+    crate::metrics::revocation("signing_key");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -141,6 +142,7 @@ async fn disable_client(
     Path(client_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     s.svc.disable_client(&client_id).await?;
+    crate::metrics::revocation("client_disabled");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -150,6 +152,7 @@ async fn revoke_client_tokens(
     Path(client_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     s.svc.revoke_client_tokens(&client_id).await?;
+    crate::metrics::revocation("client");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -168,6 +171,7 @@ async fn disable_user(
     Path(username): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     s.svc.disable_user(&username).await?;
+    crate::metrics::revocation("user_disabled");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -177,5 +181,6 @@ async fn revoke_subject(
     Path(sub): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     s.svc.revoke_subject(&sub).await?;
+    crate::metrics::revocation("subject");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -110,15 +110,16 @@ pub async fn logout(State(s): State<AppState>, form: OAuthRequest) -> Response {
     if !s.browser.csrf_ok(&headers, form.get("csrf")) {
         return csrf_failed(&s);
     }
-    if let Some(session) = s.browser.session(&headers)
-        && s.svc.logout(&session).await.is_err()
-    {
-        // Not ended on the server yet: say so, but remove it from this browser anyway.
-        let page = s.browser.error_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The service is busy and could not end your session everywhere. Please try again.",
-        );
-        return with_cookies(page, [s.browser.logout_cookie()]);
+    if let Some(session) = s.browser.session(&headers) {
+        if s.svc.logout(&session).await.is_err() {
+            // Not ended on the server yet: say so, but remove it from this browser anyway.
+            let page = s.browser.error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The service is busy and could not end your session everywhere. Please try again.",
+            );
+            return with_cookies(page, [s.browser.logout_cookie()]);
+        }
+        crate::metrics::revocation("logout");
     }
     let page = s
         .browser

@@ -136,7 +136,9 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
     if let Some(cors) = cors(&config.server.cors_allowed_origins)? {
         app = app.layer(cors);
     }
-    Ok(tokend_telemetry::http::traced(app))
+    Ok(tokend_telemetry::http::traced(
+        tokend_telemetry::http::measured(app),
+    ))
 }
 
 /// `GET /metrics`: every metric in the Prometheus text format (restrict it at the proxy,

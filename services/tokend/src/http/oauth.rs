@@ -39,12 +39,15 @@ pub async fn token(
     if let Grant::Password { username, .. } = &grant {
         s.limits.password(req.peer, username)?;
     }
+    let kind = grant.name();
     let request = TokenRequest {
         grant,
         scope: req.form.get("scope").map(str::to_owned),
         audience: req.form.get("audience").map(str::to_owned),
     };
-    Ok(Json(s.svc.token(&creds, request).await?))
+    let issued = s.svc.token(&creds, request).await?;
+    crate::metrics::token_issued(kind);
+    Ok(Json(issued))
 }
 
 pub async fn revoke(
@@ -63,6 +66,7 @@ pub async fn revoke(
     };
     let hint = req.form.get("token_type_hint");
     s.svc.revoke(&creds, &token, hint, consistency).await?;
+    crate::metrics::revocation("token");
     Ok(Json(serde_json::json!({})))
 }
 

@@ -275,6 +275,18 @@ impl KeyManager {
         Some((kid, known.adopted.signs_from(&self.rotation, next)))
     }
 
+    /// The signing schedule now: how long the active key has signed, and how long until the
+    /// next one signs (seconds).
+    pub fn schedule_now(&self) -> Option<(i64, i64)> {
+        let now = self.clock.now_secs();
+        let known = self.known();
+        let epoch = known.adopted.epoch_at(&self.rotation, now);
+        known.adopted.kid(epoch)?;
+        let since = known.adopted.signs_from(&self.rotation, epoch);
+        let next = known.adopted.signs_from(&self.rotation, epoch + 1);
+        Some((now - since, next - now))
+    }
+
     /// Whether the log holds any key: an installation exists (and from before the secrets
     /// root, if it has no root record).
     pub fn has_history(&self) -> bool {

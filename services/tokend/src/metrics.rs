@@ -1,0 +1,56 @@
+//! The token node's metrics (besides the HTTP ones, `tokend_telemetry::http::measured`):
+//! tokens issued by grant, revocations by kind, and the signing-key schedule. Label values
+//! are fixed sets, never client input.
+
+use std::sync::Weak;
+
+use tokend_telemetry::{KeyValue, counter, global};
+
+use crate::keys::KeyManager;
+
+/// A token response was handed out for `grant_type` (one of the grants the node accepts).
+pub fn token_issued(grant_type: &'static str) {
+    counter!(
+        "tokend",
+        "tokend.tokens.issued",
+        "token responses handed out, by grant"
+    )
+    .add(1, &[KeyValue::new("grant_type", grant_type)]);
+}
+
+/// A revocation was accepted: `token`, `logout`, `subject`, `client`, `client_disabled`,
+/// `user_disabled` or `signing_key`.
+pub fn revocation(kind: &'static str) {
+    counter!(
+        "tokend",
+        "tokend.revocations",
+        "revocations accepted, by kind"
+    )
+    .add(1, &[KeyValue::new("kind", kind)]);
+}
+
+/// Gauges of the signing-key schedule, read from the key manager when metrics are collected.
+pub fn watch_keys(keys: Weak<KeyManager>) {
+    let meter = global::meter("tokend");
+    let age = keys.clone();
+    meter
+        .i64_observable_gauge("tokend.signing_key.age")
+        .with_unit("s")
+        .with_description("how long the active signing key has been signing")
+        .with_callback(move |o| {
+            if let Some((age, _)) = age.upgrade().and_then(|k| k.schedule_now()) {
+                o.observe(age, &[]);
+            }
+        })
+        .build();
+    meter
+        .i64_observable_gauge("tokend.signing_key.next_rotation")
+        .with_unit("s")
+        .with_description("time until the next key signs")
+        .with_callback(move |o| {
+            if let Some((_, next)) = keys.upgrade().and_then(|k| k.schedule_now()) {
+                o.observe(next, &[]);
+            }
+        })
+        .build();
+}
