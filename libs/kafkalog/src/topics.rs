@@ -102,5 +102,57 @@ pub async fn ensure_topics(settings: &KafkaSettings, topics: &[TopicSpec]) -> Re
             }
         }
     }
-    Ok(())
+    await_partitions(admin, settings, topics).await
+}
+
+/// How long a start waits for new topics' partitions to have leaders.
+const PARTITIONS_LIMIT: Duration = Duration::from_secs(30);
+
+/// Returns once every topic's metadata shows its partitions with a leader: a topic just
+/// created can be listed without them for a moment (seen on a loaded machine), and a reader
+/// or producer started then fails with "unknown partition".
+async fn await_partitions(
+    admin: AdminClient<DefaultClientContext>,
+    settings: &KafkaSettings,
+    topics: &[TopicSpec],
+) -> Result<(), LogError> {
+    let wanted: Vec<(String, usize)> = topics
+        .iter()
+        .map(|t| {
+            let n = t.partitions.unwrap_or(settings.partitions);
+            (t.name.clone(), usize::try_from(n).unwrap_or_default())
+        })
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        #[allow(clippy::disallowed_methods)] // a wait bound
+        let deadline = std::time::Instant::now() + PARTITIONS_LIMIT;
+        for (name, partitions) in &wanted {
+            loop {
+                let ready = admin
+                    .inner()
+                    .fetch_metadata(Some(name), Duration::from_secs(5))
+                    .ok()
+                    .and_then(|m| {
+                        let t = m.topics().iter().find(|t| t.name() == name)?;
+                        let led = t.partitions().iter().filter(|p| p.leader() >= 0).count();
+                        Some(t.error().is_none() && led >= *partitions)
+                    })
+                    .unwrap_or(false);
+                if ready {
+                    break;
+                }
+                #[allow(clippy::disallowed_methods)] // a wait bound
+                let late = std::time::Instant::now() > deadline;
+                if late {
+                    return Err(LogError::Unavailable(format!(
+                        "kafka topic {name}: its partitions have no leader after {PARTITIONS_LIMIT:?}"
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| LogError::Unavailable(e.to_string()))?
 }
