@@ -96,3 +96,19 @@ async fn measure(
     );
     response
 }
+
+/// `GET /metrics`: every metric in the Prometheus text format.
+pub fn metrics_router(metrics: crate::PrometheusText) -> axum::Router {
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || async move {
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                metrics.render(),
+            )
+        }),
+    )
+}

@@ -66,20 +66,8 @@ async fn serve_metrics(
     addr: std::net::SocketAddr,
     metrics: tokend_telemetry::PrometheusText,
 ) -> anyhow::Result<()> {
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || async move {
-            (
-                [(
-                    axum::http::header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                )],
-                metrics.render(),
-            )
-        }),
-    );
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, app).await?;
+    axum::serve(listener, tokend_telemetry::http::metrics_router(metrics)).await?;
     Ok(())
 }
 

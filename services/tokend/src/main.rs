@@ -59,10 +59,11 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(config: Config, metrics: tokend_telemetry::PrometheusText) -> anyhow::Result<()> {
     let node = Node::start(&config, Arc::new(SystemClock)).await?;
+    // `/metrics` on the main listener: restrict it at the proxy, like `/admin`.
     let router = node
         .router
         .clone()
-        .merge(tokend::http::metrics_route(metrics));
+        .merge(tokend_telemetry::http::metrics_router(metrics));
     if let Some(demo) = &node.demo {
         show_once(demo);
     }

@@ -36,7 +36,7 @@ pub fn watch_keys(keys: Weak<KeyManager>) {
     meter
         .i64_observable_gauge("tokend.signing_key.age")
         .with_unit("s")
-        .with_description("how long the active signing key has been signing")
+        .with_description("time since the active signing key's epoch began (when it started signing, or would have for a key adopted late)")
         .with_callback(move |o| {
             if let Some((age, _)) = age.upgrade().and_then(|k| k.schedule_now()) {
                 o.observe(age, &[]);

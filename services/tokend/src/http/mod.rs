@@ -141,23 +141,6 @@ pub fn router(state: AppState, config: &Config) -> anyhow::Result<Router> {
     ))
 }
 
-/// `GET /metrics`: every metric in the Prometheus text format (restrict it at the proxy,
-/// like `/admin`).
-pub fn metrics_route(metrics: tokend_telemetry::PrometheusText) -> Router {
-    Router::new().route(
-        "/metrics",
-        get(move || async move {
-            (
-                [(
-                    header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                )],
-                metrics.render(),
-            )
-        }),
-    )
-}
-
 fn cors(origins: &[String]) -> anyhow::Result<Option<CorsLayer>> {
     if origins.is_empty() {
         return Ok(None);
