@@ -2,8 +2,11 @@
 //! projection has applied a record; assignment changes reported on a channel), a group-less
 //! replay consumer for `rebuild`, and a close that never blocks the caller.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
+use rdkafka::Statistics;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -21,13 +24,51 @@ pub enum Rebalanced {
     Revoked(Vec<i32>),
 }
 
+/// How often librdkafka reports its statistics (the log ends come from them).
+const STATISTICS_MS: &str = "1000";
+
 /// Reports assignment changes to the projector's loop (which seeks new partitions to the
-/// projection's offsets and stops the workers of revoked ones).
+/// projection's offsets and stops the workers of revoked ones), and keeps the end of the log
+/// of each partition of `topic` as the latest fetches saw it.
 pub struct GroupContext {
     events: mpsc::UnboundedSender<Rebalanced>,
+    topic: String,
+    log_ends: Mutex<HashMap<i32, u64>>,
 }
 
-impl ClientContext for GroupContext {}
+impl GroupContext {
+    /// The offset after the last record of `partition` that a reader may consume (the last
+    /// stable offset), as of the latest statistics (at most a second or so old; no request
+    /// to Kafka). `None` before the first fetch of the partition.
+    pub fn log_end(&self, partition: i32) -> Option<u64> {
+        self.log_ends
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&partition)
+            .copied()
+    }
+}
+
+impl ClientContext for GroupContext {
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
+        let ends = topic.partitions.values().filter_map(|p| {
+            let end = if p.ls_offset >= 0 {
+                p.ls_offset
+            } else {
+                p.hi_offset
+            };
+            Some((p.partition, u64::try_from(end).ok()?))
+        });
+        let mut known = self
+            .log_ends
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        known.extend(ends.filter(|(p, _)| *p >= 0));
+    }
+}
 
 fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
     tpl.elements().iter().map(|e| e.partition()).collect()
@@ -105,7 +146,12 @@ pub fn group_consumer(
         .set("enable.auto.offset.store", "false")
         .set("fetch.wait.max.ms", "50")
         .set("partition.assignment.strategy", "cooperative-sticky")
-        .create_with_context(GroupContext { events })
+        .set("statistics.interval.ms", STATISTICS_MS)
+        .create_with_context(GroupContext {
+            events,
+            topic: settings.topic.clone(),
+            log_ends: Mutex::default(),
+        })
         .map_err(unavailable)?;
     consumer
         .subscribe(&[&settings.topic])

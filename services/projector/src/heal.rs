@@ -6,10 +6,14 @@
 //! - A worker that does not know where to start is told the projection's offset (records
 //!   before it are passed over; if the consumer starts past it, the next rule seeks back).
 //! - A worker that passed records over (they came after the one it expects, e.g. a seek that
-//!   did not take), or that waits while the consumer has delivered past what it applied, is
-//!   sought back to the offset it expects. The second rule needs no further record: at the
-//!   end of a backlog nothing more arrives to show the stall (the catch-up stall seen in the
-//!   projection bench).
+//!   did not take) is sought back to the offset it expects. So is one that has waited, at the
+//!   same offset, through two checks while the log holds records past it (the consumer
+//!   delivered past it, or the log's end is past it). That rule needs no further record: at
+//!   the end of a backlog nothing more arrives to show the stall (the catch-up stall seen in
+//!   the projection bench). Nor does it need the consumer's position, which a seek clears:
+//!   a seek that did not take after Redis lost its data left a worker waiting for good (seen
+//!   once in CI). It backs off (checks 2, 4, 8, 16, 32, then every 32nd), so a slow fetch is
+//!   not cut short by seek after seek.
 //! - A partition that has applied the log up to its end is marked complete (and the
 //!   generation ready once all are).
 //!
@@ -36,14 +40,28 @@ pub(crate) type Workers = Arc<Mutex<HashMap<i32, Arc<Progress>>>>;
 pub(crate) async fn heal(shared: Shared, workers: Workers, partitions: u32, interval: Duration) {
     let mut every = tokio::time::interval(interval);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut waits = Waits::default();
     loop {
         every.tick().await;
         let snapshot = workers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        check(&shared, &snapshot, partitions).await;
+        waits.retain(|p, _| snapshot.contains_key(p));
+        check(&shared, &snapshot, partitions, &mut waits).await;
     }
+}
+
+/// Per partition: the offset its worker waited at, and through how many checks in a row.
+type Waits = HashMap<i32, (u64, u32)>;
+
+/// Through how many earlier checks in a row the worker has waited at `expected` (and
+/// records this check).
+fn waited(waits: &mut Waits, p: i32, expected: u64, idle: bool) -> u32 {
+    let seen = waits.entry(p).or_insert((expected, 0));
+    let before = if seen.0 == expected { seen.1 } else { 0 };
+    *seen = (expected, if idle { before + 1 } else { 0 });
+    if idle { before } else { 0 }
 }
 
 /// What one check saw of one partition.
@@ -55,8 +73,13 @@ pub(crate) struct Observed {
     pub stalled: bool,
     /// The worker waits for records and has none queued.
     pub idle: bool,
-    /// The offset after the last record the consumer delivered for the partition.
+    /// Through how many earlier checks in a row the worker has waited at `expected`.
+    pub waited: u32,
+    /// The offset after the last record the consumer delivered for the partition (cleared
+    /// by a seek).
     pub delivered: Option<u64>,
+    /// The end of the partition's log, as the consumer's latest fetches saw it.
+    pub log_end: Option<u64>,
     /// The store's next offset for the partition.
     pub store_next: u64,
 }
@@ -86,20 +109,39 @@ pub(crate) fn plan(o: Observed) -> Plan {
     if o.store_next < o.expected {
         return Plan::Rollback { to: o.store_next };
     }
-    let delivered_past = o.delivered.is_some_and(|d| d > o.expected);
-    if o.stalled || (o.idle && delivered_past) {
+    let records_past = [o.delivered, o.log_end]
+        .into_iter()
+        .flatten()
+        .any(|end| end > o.expected);
+    if o.stalled || (o.idle && records_past && seek_due(o.waited)) {
         return Plan::Reseek { at: o.expected };
     }
     Plan::Nothing
 }
 
-async fn check(shared: &Shared, workers: &HashMap<i32, Arc<Progress>>, partitions: u32) {
+/// A waiting worker is sought back after 1, 3, 7, 15, 31 checks of waiting, then every 32.
+fn seek_due(waited: u32) -> bool {
+    waited >= 1 && ((waited + 1).is_power_of_two() || waited % 32 == 31)
+}
+
+async fn check(
+    shared: &Shared,
+    workers: &HashMap<i32, Arc<Progress>>,
+    partitions: u32,
+    waits: &mut Waits,
+) {
     let delivered = delivered(shared);
+    let mut lags = HashMap::with_capacity(workers.len());
     for (&p, worker) in workers {
         let partition = u32::try_from(p).unwrap_or_default();
         // Observed before the store: the store's offset read afterwards can only be lower
         // than what the worker expects if the projection lost what the worker had written.
         let (expected, idle) = (worker.expected(), worker.idle());
+        let log_end = shared.consumer.context().log_end(p);
+        if let Some(end) = log_end.filter(|_| expected != UNKNOWN) {
+            lags.insert(p, end.saturating_sub(expected));
+        }
+        let waited = waited(waits, p, expected, idle);
         let Ok(Some(state)) = shared.store.partition_state(partition).await else {
             continue; // the store is away (the workers retry and log) or just switched
         };
@@ -108,7 +150,9 @@ async fn check(shared: &Shared, workers: &HashMap<i32, Arc<Progress>>, partition
             expected,
             stalled,
             idle,
+            waited,
             delivered: delivered.get(&p).copied(),
+            log_end,
             store_next: state.next,
         };
         match plan(observed) {
@@ -147,6 +191,7 @@ async fn check(shared: &Shared, workers: &HashMap<i32, Arc<Progress>>, partition
             complete(shared, p, &state, partitions).await;
         }
     }
+    shared.metrics.set_lags(lags);
 }
 
 /// Marks the partition complete once the projection has applied the log up to its end.
@@ -210,7 +255,9 @@ mod tests {
             expected,
             stalled: false,
             idle: true,
+            waited: 1,
             delivered: Some(expected),
+            log_end: Some(expected),
             store_next,
         }
     }
@@ -241,6 +288,13 @@ mod tests {
             ..at(100, 100)
         };
         assert_eq!(plan(behind), Plan::Nothing);
+        // Records past it were only just seen: they may still be on their way.
+        let fresh = Observed {
+            waited: 0,
+            log_end: Some(180),
+            ..at(100, 100)
+        };
+        assert_eq!(plan(fresh), Plan::Nothing);
     }
 
     #[test]
@@ -261,5 +315,35 @@ mod tests {
             ..at(26_471, 26_471)
         };
         assert_eq!(plan(stuck), Plan::Reseek { at: 26_471 });
+    }
+
+    #[test]
+    fn a_worker_waiting_short_of_the_log_end_seeks_back_though_a_seek_cleared_the_position() {
+        // Redis lost its data: the worker was sought back to 0, the seek did not take, and
+        // the consumer's position (which a seek clears) says nothing.
+        let stuck = Observed {
+            delivered: None,
+            log_end: Some(4),
+            ..at(0, 0)
+        };
+        assert_eq!(plan(stuck), Plan::Reseek { at: 0 });
+    }
+
+    #[test]
+    fn seeking_a_waiting_worker_backs_off() {
+        let due: Vec<u32> = (0..100).filter(|&w| seek_due(w)).collect();
+        assert_eq!(due, [1, 3, 7, 15, 31, 63, 95]);
+    }
+
+    #[test]
+    fn waiting_is_counted_at_one_offset_and_only_while_idle() {
+        let mut waits = Waits::default();
+        assert_eq!(waited(&mut waits, 0, 4, true), 0);
+        assert_eq!(waited(&mut waits, 0, 4, true), 1);
+        assert_eq!(waited(&mut waits, 0, 4, true), 2);
+        assert_eq!(waited(&mut waits, 0, 9, true), 0, "it moved on");
+        assert_eq!(waited(&mut waits, 0, 9, false), 0, "busy");
+        assert_eq!(waited(&mut waits, 0, 9, true), 0);
+        assert_eq!(waited(&mut waits, 0, 9, true), 1);
     }
 }

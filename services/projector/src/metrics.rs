@@ -2,8 +2,9 @@
 //! OpenTelemetry observes; latencies, batch sizes and the revocation propagation delay are
 //! histograms. `tokend_telemetry` exposes all of them as Prometheus text and over OTLP.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokend_domain::Applied;
@@ -28,6 +29,8 @@ pub struct Counters {
 #[derive(Debug)]
 pub struct Metrics {
     counters: Arc<Counters>,
+    /// Per partition of this member: records in the log not yet applied to Redis.
+    lags: Arc<Mutex<HashMap<i32, u64>>>,
     apply_seconds: Histogram<f64>,
     batch_size: Histogram<u64>,
     propagation_seconds: Histogram<f64>,
@@ -112,8 +115,22 @@ impl Metrics {
                 .with_callback(move |o| o.observe(field(&c).load(Ordering::Relaxed), &[]))
                 .build();
         }
+        let lags: Arc<Mutex<HashMap<i32, u64>>> = Arc::default();
+        let observed = lags.clone();
+        meter
+            .u64_observable_gauge("projector.partition.lag")
+            .with_unit("{record}")
+            .with_description("records in the log not yet applied to Redis, per partition of this member (refreshed by each heal check)")
+            .with_callback(move |o| {
+                for (p, lag) in lock(&observed).iter() {
+                    let partition = KeyValue::new("messaging.destination.partition.id", p.to_string());
+                    o.observe(*lag, &[partition]);
+                }
+            })
+            .build();
         Self {
             counters,
+            lags,
             apply_seconds: meter
                 .f64_histogram("projector.apply.duration")
                 .with_unit("s")
@@ -187,10 +204,24 @@ impl Metrics {
         }
     }
 
+    /// The lag of each partition this member owns now (the others are dropped).
+    pub(crate) fn set_lags(&self, lags: HashMap<i32, u64>) {
+        *lock(&self.lags) = lags;
+    }
+
+    /// Records not yet applied on `partition`, as of the last heal check.
+    pub fn lag(&self, partition: i32) -> Option<u64> {
+        lock(&self.lags).get(&partition).copied()
+    }
+
     /// The counters as text, for the benches' diagnostics.
     pub fn summary(&self) -> String {
         format!("{:?}", self.counters)
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Few label values: what a dashboard tells apart.
@@ -221,6 +252,7 @@ mod tests {
             duplicates: 0,
         };
         m.record_batch(3, 5, Duration::from_millis(2), done);
+        m.set_lags(HashMap::from([(2, 7)]));
         let text = telemetry.prometheus().render();
         for line in [
             "projector_records_applied_total 3",
@@ -228,6 +260,7 @@ mod tests {
             "projector_redis_records_written_total 5",
             "projector_apply_duration_seconds_bucket{le=\"0.002\"} 1",
             "projector_batch_size_count 1",
+            "projector_partition_lag{messaging_destination_partition_id=\"2\"} 7",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");
         }

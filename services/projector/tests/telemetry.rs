@@ -189,5 +189,21 @@ async fn one_trace_runs_from_the_token_request_through_kafka_to_the_redis_write(
     ] {
         assert!(!metrics.contains(secret));
     }
+    // The projector's lag per partition, from the log ends its consumer saw (statistics
+    // every second): every record has been applied, so each partition reads 0.
+    let lag = "projector_partition_lag{messaging_destination_partition_id=";
+    let started = Instant::now();
+    loop {
+        let metrics = telemetry.prometheus().render();
+        let lags: Vec<&str> = metrics.lines().filter(|l| l.starts_with(lag)).collect();
+        if !lags.is_empty() && lags.iter().all(|l| l.ends_with("} 0")) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no lag of 0 per partition in 15 s: {lags:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     telemetry.shutdown();
 }
