@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Builds Jaeger's all-in-one (a real trace backend the telemetry test sends OTLP to and reads
-# back through its query API) from its Go module, once: the binary is cached under the ignored
-# target/tools/. Go modules come through the machine's module proxy. (`go install` refuses this
-# module because its go.mod has replace directives, so it is built in a copy of the module.)
+# Builds Jaeger v2 from its Go module, once (the binary is cached under the ignored
+# target/tools/). It is an OpenTelemetry Collector distribution, and the tests use it twice: as
+# the trace backend they send OTLP to and read back through its query API, and as the collector
+# that runs infra/observability/otel-collector.yaml. Go modules come through the machine's
+# module proxy. (`go install` refuses this module because its go.mod has replace directives,
+# so it is built in a copy of the module.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 version=1.76.0
-out="$PWD/target/tools/jaeger-$version/jaeger-all-in-one"
+out="$PWD/target/tools/jaeger-$version/jaeger"
 if [ -x "$out" ]; then
   echo "cached: $out"
   exit 0
@@ -19,6 +21,6 @@ trap 'rm -rf "$build"' EXIT
 cp -r "$dir"/. "$build"
 chmod -R u+w "$build"
 mkdir -p "$(dirname "$out")"
-(cd "$build" && go build -trimpath -o "$out.tmp" ./cmd/all-in-one)
+(cd "$build" && go build -trimpath -o "$out.tmp" ./cmd/jaeger)
 mv "$out.tmp" "$out"
 echo "built: $out"

@@ -34,6 +34,10 @@ pub struct TelemetryConfig {
     pub resource_attributes: BTreeMap<String, String>,
     /// How often metrics are pushed over OTLP (`/metrics` is always current).
     pub metrics_interval_secs: u64,
+    /// Push metrics over OTLP too (traces always go when an endpoint is set). Unset: yes,
+    /// unless `OTEL_METRICS_EXPORTER=none` (for a Prometheus that scrapes `/metrics`, so
+    /// nothing is counted twice).
+    pub push_metrics: Option<bool>,
 }
 
 impl Default for TelemetryConfig {
@@ -46,6 +50,7 @@ impl Default for TelemetryConfig {
             sampling_ratio: 1.0,
             resource_attributes: BTreeMap::new(),
             metrics_interval_secs: 15,
+            push_metrics: None,
         }
     }
 }
@@ -60,6 +65,13 @@ impl TelemetryConfig {
             ]
             .iter()
             .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()))
+        })
+    }
+
+    /// Whether metrics are pushed over OTLP (when there is an endpoint).
+    pub fn pushes_metrics(&self) -> bool {
+        self.push_metrics.unwrap_or_else(|| {
+            std::env::var("OTEL_METRICS_EXPORTER").map_or(true, |v| v.trim() != "none")
         })
     }
 

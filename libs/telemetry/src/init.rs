@@ -79,7 +79,8 @@ pub fn init(
 }
 
 /// The providers alone (tests install their own subscriber): metrics always (for
-/// `/metrics`), traces and the OTLP metric push when an endpoint is configured.
+/// `/metrics`), traces and the OTLP metric push (unless turned off) when an endpoint is
+/// configured.
 pub fn providers(
     service: &'static str,
     version: &'static str,
@@ -132,11 +133,13 @@ pub fn providers(
                 .with_resource(resource)
                 .build(),
         );
-        meter = meter.with_reader(
-            PeriodicReader::builder(metrics)
-                .with_interval(Duration::from_secs(config.metrics_interval_secs))
-                .build(),
-        );
+        if config.pushes_metrics() {
+            meter = meter.with_reader(
+                PeriodicReader::builder(metrics)
+                    .with_interval(Duration::from_secs(config.metrics_interval_secs))
+                    .build(),
+            );
+        }
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         TRACING.store(true, Ordering::Relaxed);
     }

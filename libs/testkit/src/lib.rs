@@ -6,9 +6,9 @@
 //! stop, start, pause or unpause it. Containers carry the label `tokend-test=1`; the test script
 //! removes leftovers by that label.
 
-mod jaeger;
+mod observability;
 
-pub use jaeger::{JAEGER_VERSION, Jaeger};
+pub use observability::{Collector, JAEGER_VERSION, Jaeger, Prometheus, workspace};
 
 use std::net::TcpListener;
 use std::process::Command;
