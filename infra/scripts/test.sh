@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh machine of this kind (build dependencies of
-# rdkafka's bundled librdkafka, Debian's Chromium and ChromeDriver for the browser test, the
-# Docker engine without a bridge, the locally built Kafka and Redis images, Jaeger built from
-# its Go module for the telemetry test), then runs all of it: formatting, clippy with -D warnings, and every test
-# (unit, in-process HTTP, and the integration tests against real Kafka and Redis).
+# rdkafka's bundled librdkafka, Debian's Chromium and ChromeDriver for the browser test,
+# Debian's Prometheus and promtool for the observability test, the Docker engine without a
+# bridge, the locally built Kafka and Redis images, Jaeger v2 built from its Go module as the
+# trace backend and the OpenTelemetry Collector), then runs all of it: formatting, clippy with
+# -D warnings, and every test (unit, in-process HTTP, and the integration tests against real
+# Kafka and Redis).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -11,12 +13,20 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "System packages"
 need=()
-for pkg in cmake pkg-config libssl-dev zlib1g-dev libcurl4-openssl-dev debootstrap chromium chromium-driver; do
+for pkg in cmake pkg-config libssl-dev zlib1g-dev libcurl4-openssl-dev debootstrap chromium chromium-driver prometheus; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
+  # No package may start a service (Prometheus's would listen on every interface): the tests
+  # start their own, on 127.0.0.1.
+  policy=/usr/sbin/policy-rc.d
+  added_policy=
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && added_policy=1
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  [ -z "$added_policy" ] || rm -f "$policy"
 fi
 echo "ok"
 
@@ -30,7 +40,7 @@ cleanup() { docker rm -f $(docker ps -aq --filter label=tokend-test=1) >/dev/nul
 trap cleanup EXIT
 cleanup
 
-step "Jaeger all-in-one (the trace backend of the telemetry test), built once from its Go module"
+step "Jaeger v2 (trace backend and OpenTelemetry Collector of the telemetry tests), built once from its Go module"
 infra/scripts/install-jaeger.sh
 
 step "Toolchain"

@@ -176,7 +176,10 @@ impl Prometheus {
         let port = free_port();
         let child = Command::new(&bin)
             .arg(format!("--config.file={}", file.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
             .arg(format!("--web.listen-address={}", local(port)))
             .arg("--log.level=warn")
             .stdout(Stdio::null())

@@ -1,0 +1,557 @@
+//! The observability stack as an operator runs it, with real parts only: two `tokend`
+//! processes and a projector process against real Kafka and Redis export OTLP to a real
+//! OpenTelemetry Collector running `infra/observability/otel-collector.yaml`, which sends the
+//! traces on to Jaeger; a real Prometheus (Debian's package) scrapes the services and
+//! evaluates `infra/observability/prometheus/alerts.yml`. Then:
+//! - every query of every Grafana dashboard, and every recording rule and alert expression,
+//!   returns data through Prometheus's HTTP API; every rule is healthy;
+//! - `promtool` passes the Prometheus config and the alerts' unit tests;
+//! - the collector delivered the services' traces to Jaeger and serves their pushed metrics;
+//! - no secret handed out or used in the run (client secret, password, access and refresh
+//!   tokens) appears in any log line of the three processes, any exported span, or any
+//!   metric.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::disallowed_methods
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokend_testkit::{Collector, Jaeger, Prometheus, free_port, kafka, redis, unique, workspace};
+
+const ADMIN: &str = "observability-admin-token";
+
+/// A service process; its output (stdout and stderr) goes to `log`. Killed when dropped.
+struct Service {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Service {
+    fn start(binary: &Path, env: &[(String, String)], log: PathBuf) -> Self {
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(binary)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} starts: {e}", binary.display()));
+        Self { child, log }
+    }
+
+    fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// `tokend` sits beside this test's binary (`cargo test --workspace` builds it).
+fn tokend_binary() -> PathBuf {
+    let deps = std::env::current_exe().unwrap();
+    let bin = deps.parent().unwrap().parent().unwrap().join("tokend");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (cargo build -p tokend)",
+        bin.display()
+    );
+    bin
+}
+
+/// What the services share: one topic set, one key prefix, telemetry to the collector.
+fn shared_env(
+    prefix: &str,
+    bootstrap: &str,
+    redis_url: &str,
+    topic: &str,
+    otlp: &str,
+) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        ("KAFKA__BOOTSTRAP_SERVERS", bootstrap),
+        ("KAFKA__TOPIC", topic),
+        ("KAFKA__DEAD_LETTER_TOPIC", &format!("{topic}.dlq")),
+        ("KAFKA__KEYS_TOPIC", &format!("{topic}.keys")),
+        ("KAFKA__PARTITIONS", "3"),
+        ("KAFKA__REPLICATION_FACTOR", "1"),
+        ("KAFKA__MIN_INSYNC_REPLICAS", "1"),
+        ("REDIS__URL", redis_url),
+        ("REDIS__KEY_PREFIX", &format!("{topic}-projection")),
+        ("TELEMETRY__OTLP_ENDPOINT", otlp),
+        ("TELEMETRY__LOG_FORMAT", "json"),
+        // Everything the services log, the chatty levels included, is scanned for secrets.
+        ("TELEMETRY__LOG_FILTER", "debug"),
+        ("TELEMETRY__METRICS_INTERVAL_SECS", "1"),
+    ]
+    .iter()
+    .map(|(k, v)| (format!("{prefix}_{k}"), (*v).to_owned()))
+    .collect();
+    env.push(("OTEL_METRICS_EXPORTER".into(), "otlp".into()));
+    env
+}
+
+/// The demo client and user, from the block node 1 prints once on its terminal (not in the
+/// log: that block is plain text, the log lines are JSON).
+struct Demo {
+    client_id: String,
+    client_secret: String,
+    password: String,
+}
+
+fn demo_from(output: &str) -> Option<Demo> {
+    let field = |name: &str| {
+        output.lines().find_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some(name)).then(|| words.next().map(str::to_owned))?
+        })
+    };
+    Some(Demo {
+        client_id: field("client_id")?,
+        client_secret: field("client_secret")?,
+        password: field("password")?,
+    })
+}
+
+struct Run {
+    http: reqwest::Client,
+    nodes: [String; 2],
+    demo: Demo,
+    /// Every secret the run handed out or used.
+    secrets: Vec<String>,
+}
+
+impl Run {
+    async fn form(&self, node: usize, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.nodes[node]))
+            .basic_auth(&self.demo.client_id, Some(&self.demo.client_secret))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn data(&self, node: usize, token: &str) -> u16 {
+        let url = format!("{}/api/data", self.nodes[node]);
+        let resp = self.http.get(url).bearer_auth(token).send().await.unwrap();
+        resp.status().as_u16()
+    }
+
+    /// One round of what users do: issue on one node, validate and introspect on the other,
+    /// log in, refresh, revoke (strict), and two client mistakes.
+    async fn round(&mut self) {
+        let (status, body) = self
+            .form(0, "/oauth/token", &[("grant_type", "client_credentials")])
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let access = body["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(self.data(1, &access).await, 200);
+        let (status, body) = self
+            .form(1, "/oauth/introspect", &[("token", &access)])
+            .await;
+        assert_eq!((status, &body["active"]), (200, &Value::Bool(true)));
+
+        let password = self.demo.password.clone();
+        let login = [
+            ("grant_type", "password"),
+            ("username", "demo"),
+            ("password", password.as_str()),
+        ];
+        let (status, body) = self.form(1, "/oauth/token", &login).await;
+        assert_eq!(status, 200, "{body}");
+        let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+        let (status, body) = self
+            .form(
+                0,
+                "/oauth/token",
+                &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let renewed = body["access_token"].as_str().unwrap().to_owned();
+        let rotated = body["refresh_token"].as_str().map(str::to_owned);
+        let (status, body) = self
+            .form(
+                0,
+                "/oauth/revoke",
+                &[("token", renewed.as_str()), ("consistency", "applied")],
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(self.data(1, &renewed).await, 401);
+
+        let wrong = self
+            .http
+            .post(format!("{}/oauth/token", self.nodes[1]))
+            .basic_auth(&self.demo.client_id, Some("not-the-secret"))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status().as_u16(), 401);
+        let (status, _) = self
+            .form(0, "/oauth/token", &[("grant_type", "made_up")])
+            .await;
+        assert_eq!(status, 400);
+        self.secrets
+            .extend([access, refresh, renewed].into_iter().chain(rotated));
+    }
+}
+
+/// `GET /api/v1/query` at the latest scrape: the result, or why there is none.
+async fn query(http: &reqwest::Client, prometheus: &str, expr: &str) -> Result<usize, String> {
+    let body: Value = http
+        .get(format!("{prometheus}/api/v1/query"))
+        .query(&[("query", expr)])
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    if body["status"] != "success" {
+        return Err(format!("{}: {}", body["errorType"], body["error"]));
+    }
+    match body["data"]["result"].as_array().map(Vec::len) {
+        Some(n) if n > 0 => Ok(n),
+        _ => Err("no data".into()),
+    }
+}
+
+/// Every query of every dashboard (`$__rate_interval` as Grafana would set it for a 1 s
+/// scrape), as (dashboard and panel title, expression).
+fn dashboard_queries() -> Vec<(String, String)> {
+    let dir = workspace().join("infra/observability/grafana/dashboards");
+    let mut out = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4, "dashboards missing in {}", dir.display());
+    for file in files {
+        let dashboard: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                out.push((
+                    format!("{} / {}", dashboard["title"], panel["title"]),
+                    expr.replace("$__rate_interval", "30s"),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// An alert's `<expression> <comparison> <threshold>` as a comparison with `bool`: data
+/// whenever the expression has data, firing or not.
+fn with_bool(alert: &str) -> String {
+    let parts: Vec<&str> = alert.trim().rsplitn(3, ' ').collect();
+    let [threshold, op, expr] = parts[..] else {
+        panic!("an alert is `<expression> <comparison> <threshold>`: {alert}");
+    };
+    assert!(
+        ["<", ">", "<=", ">=", "==", "!="].contains(&op) && threshold.parse::<f64>().is_ok(),
+        "an alert is `<expression> <comparison> <threshold>`: {alert}"
+    );
+    format!("{expr} {op} bool {threshold}")
+}
+
+fn promtool(args: &[&str], dir: &Path) {
+    let out = Command::new("promtool")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("promtool (Debian's prometheus package) runs");
+    assert!(
+        out.status.success(),
+        "promtool {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn eventually_ok<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let started = Instant::now();
+    loop {
+        match check().await {
+            Ok(()) => return,
+            Err(why) if started.elapsed() > limit => panic!("{what} within {limit:?}: {why}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboards_and_alerts_have_data_from_a_real_prometheus_and_nothing_leaks() {
+    let _limit = tokend_testkit::time_limit(300);
+    let rules = workspace().join("infra/observability/prometheus");
+    promtool(&["check", "config", "prometheus.yml"], &rules);
+    promtool(&["test", "rules", "alerts.test.yml"], &rules);
+
+    let jaeger = Jaeger::start();
+    let collector = Collector::start(&jaeger.otlp_grpc);
+    let (k, r) = (kafka().await, redis().await);
+    let topic = unique("events");
+    let dir = tempfile::tempdir().unwrap();
+
+    let projector_metrics = format!("127.0.0.1:{}", free_port());
+    let mut env = shared_env("PROJECTOR", &k.bootstrap, &r.url, &topic, &collector.otlp);
+    env.push(("PROJECTOR_METRICS_ADDR".into(), projector_metrics.clone()));
+    env.push(("PROJECTOR_GROUP_ID".into(), unique("projector")));
+    let projector = Service::start(
+        Path::new(env!("CARGO_BIN_EXE_projector")),
+        &env,
+        dir.path().join("projector.log"),
+    );
+
+    let addrs = [free_port(), free_port()].map(|p| format!("127.0.0.1:{p}"));
+    let nodes = addrs.clone().map(|a| format!("http://{a}"));
+    let mut services = vec![projector];
+    for (i, addr) in addrs.iter().enumerate() {
+        let mut env = shared_env("TOKEND", &k.bootstrap, &r.url, &topic, &collector.otlp);
+        env.extend(
+            [
+                ("TOKEND_STORAGE__BACKEND", "cluster"),
+                ("TOKEND_SERVER__LISTEN_ADDR", addr.as_str()),
+                ("TOKEND_KEYS__KEK", &"22".repeat(32)),
+                ("TOKEND_ADMIN__TOKEN", ADMIN),
+                ("TOKEND_GRANTS__PASSWORD", "true"),
+                ("TOKEND_RATE_LIMIT__ENABLED", "false"),
+                ("TOKEND_TOKENS__ISSUER", nodes[0].as_str()),
+                ("TOKEND_SEED__DEMO", if i == 0 { "true" } else { "false" }),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
+        let data_dir = dir.path().join(format!("node{i}"));
+        env.push((
+            "TOKEND_STORAGE__DATA_DIR".into(),
+            data_dir.display().to_string(),
+        ));
+        let log = dir.path().join(format!("tokend-{i}.log"));
+        services.push(Service::start(&tokend_binary(), &env, log));
+    }
+
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    for node in &nodes {
+        eventually_ok("a node is ready", Duration::from_secs(90), || async {
+            let url = format!("{node}/readyz");
+            match http.get(url).send().await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(format!("readyz {}", r.status())),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await;
+    }
+    let demo = demo_from(&services[1].output()).expect("node 1 shows the demo secrets once");
+    let mut run = Run {
+        http: http.clone(),
+        nodes: nodes.clone(),
+        secrets: vec![demo.client_secret.clone(), demo.password.clone()],
+        demo,
+    };
+
+    let scrape = format!(
+        "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}\n\
+         rule_files: [\"{rules}/alerts.yml\"]\n\
+         scrape_configs:\n\
+         - {{ job_name: tokend, static_configs: [{{ targets: [\"{a}\", \"{b}\"] }}] }}\n\
+         - {{ job_name: projector, static_configs: [{{ targets: [\"{projector_metrics}\"] }}] }}\n\
+         - {{ job_name: otel-collector, static_configs: [{{ targets: [\"{own}\"] }}] }}\n",
+        rules = rules.display(),
+        a = addrs[0],
+        b = addrs[1],
+        own = collector.own_metrics,
+    );
+    let prometheus = Prometheus::start(&scrape);
+
+    // Traffic while Prometheus scrapes (bounded: 12 s of rounds).
+    let started = Instant::now();
+    let mut rounds = 0;
+    while started.elapsed() < Duration::from_secs(12) {
+        run.round().await;
+        rounds += 1;
+    }
+
+    // Every dashboard query and every rule has data.
+    let queries = dashboard_queries();
+    eventually_ok(
+        "every dashboard query has data",
+        Duration::from_secs(30),
+        || async {
+            let mut missing = Vec::new();
+            for (panel, expr) in &queries {
+                if let Err(why) = query(&http, &prometheus.url, expr).await {
+                    missing.push(format!("{panel}: {expr}: {why}"));
+                }
+            }
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(missing.join("\n"))
+            }
+        },
+    )
+    .await;
+    let checked = std::sync::atomic::AtomicUsize::new(0);
+    eventually_ok(
+        "every rule is healthy and has data",
+        Duration::from_secs(30),
+        || async {
+            let body: Value = http
+                .get(format!("{}/api/v1/rules", prometheus.url))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut problems = Vec::new();
+            let mut checked_rules = 0;
+            for group in body["data"]["groups"].as_array().into_iter().flatten() {
+                for rule in group["rules"].as_array().into_iter().flatten() {
+                    checked_rules += 1;
+                    let (name, expr) = (
+                        rule["name"].as_str().unwrap(),
+                        rule["query"].as_str().unwrap(),
+                    );
+                    if rule["health"] != "ok" {
+                        problems.push(format!("{name}: {} {}", rule["health"], rule["lastError"]));
+                        continue;
+                    }
+                    let probe = if rule["type"] == "alerting" {
+                        with_bool(expr)
+                    } else {
+                        name.to_owned()
+                    };
+                    if let Err(why) = query(&http, &prometheus.url, &probe).await {
+                        problems.push(format!("{name}: {probe}: {why}"));
+                    }
+                }
+            }
+            checked.store(checked_rules, std::sync::atomic::Ordering::Relaxed);
+            if checked_rules < 10 {
+                problems.push(format!("only {checked_rules} rules loaded"));
+            }
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(problems.join("\n"))
+            }
+        },
+    )
+    .await;
+
+    // The collector delivered both services' spans to Jaeger, and serves the pushed metrics.
+    for service in ["tokend", "tokend-projector"] {
+        eventually_ok(
+            "the collector delivers spans to Jaeger",
+            Duration::from_secs(30),
+            || async {
+                let url = format!(
+                    "{}/api/traces?service={service}&limit=20&lookback=1h",
+                    jaeger.query
+                );
+                let body: Value = http
+                    .get(url)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .json()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let traces = body["data"].as_array().map_or(0, Vec::len);
+                if traces > 0 {
+                    Ok(())
+                } else {
+                    Err(format!("no trace of {service}"))
+                }
+            },
+        )
+        .await;
+    }
+    let pushed = http
+        .get(format!("http://{}/metrics", collector.pushed_metrics))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        pushed.contains("tokend_tokens_issued_total"),
+        "pushed metrics missing from the collector:\n{pushed}"
+    );
+
+    // No secret in anything: logs of all three processes, spans, metrics.
+    let mut exported = String::new();
+    for service in ["tokend", "tokend-projector"] {
+        let url = format!(
+            "{}/api/traces?service={service}&limit=5000&lookback=1h",
+            jaeger.query
+        );
+        exported.push_str(&http.get(url).send().await.unwrap().text().await.unwrap());
+    }
+    for node in &nodes {
+        let metrics = http.get(format!("{node}/metrics")).send().await.unwrap();
+        exported.push_str(&metrics.text().await.unwrap());
+    }
+    exported.push_str(&pushed);
+    drop(services); // every process stops; its log is complete
+    let mut log_lines = 0;
+    let logs: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    for text in &logs {
+        for line in text.lines().filter(|l| l.starts_with('{')) {
+            log_lines += 1;
+            for secret in &run.secrets {
+                assert!(
+                    !line.contains(secret.as_str()),
+                    "a secret in a log line: {line}"
+                );
+            }
+        }
+    }
+    for secret in &run.secrets {
+        assert!(!exported.contains(secret.as_str()), "a secret was exported");
+    }
+    let checked_rules = checked.into_inner();
+    assert!(
+        log_lines > 100,
+        "only {log_lines} log lines: the logs were not captured"
+    );
+    println!(
+        "observability: {rounds} rounds; {} dashboard queries and {checked_rules} rules with data; {log_lines} log lines and {} bytes of spans and metrics scanned for {} secrets",
+        queries.len(),
+        exported.len(),
+        run.secrets.len()
+    );
+}
