@@ -43,9 +43,19 @@ impl Drop for Service {
 impl Service {
     fn start(binary: &Path, env: &[(String, String)], log: PathBuf) -> Self {
         let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        // Nothing of the test's own environment configures the service.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy().into_owned();
+            if ["TOKEND_", "PROJECTOR_", "OTEL_", "RUST_"]
+                .iter()
+                .any(|p| key.starts_with(p))
+            {
+                command.env_remove(key);
+            }
+        }
+        let child = command
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env_remove("RUST_LOG")
             .stdout(Stdio::from(out.try_clone().unwrap()))
             .stderr(Stdio::from(out))
             .spawn()
@@ -55,6 +65,17 @@ impl Service {
 
     fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Why it is not serving: its exit status and the end of its output, if it has exited.
+    fn exited(&mut self) -> Option<String> {
+        let status = self.child.try_wait().ok()??;
+        let output = self.output();
+        let tail: Vec<&str> = output.lines().rev().take(20).collect();
+        Some(format!(
+            "{status}:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        ))
     }
 }
 
@@ -273,6 +294,30 @@ fn with_bool(alert: &str) -> String {
     format!("{expr} {op} bool {threshold}")
 }
 
+/// The README's picture: Prometheus's own graph of a dashboard query, rendered by Chromium
+/// (Grafana is not installable here; the query is the panel's).
+fn screenshot(prometheus: &str, expr: &str, path: &Path) {
+    let url = reqwest::Url::parse_with_params(
+        &format!("{prometheus}/classic/graph"),
+        &[("g0.expr", expr), ("g0.tab", "0"), ("g0.range_input", "1m")],
+    )
+    .unwrap();
+    let out = Command::new("chromium")
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1280,860",
+            "--virtual-time-budget=8000",
+        ])
+        .arg(format!("--screenshot={}", path.display()))
+        .arg(url.as_str())
+        .output()
+        .expect("chromium runs");
+    assert!(path.exists(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 fn promtool(args: &[&str], dir: &Path) {
     let out = Command::new("promtool")
         .args(args)
@@ -356,16 +401,23 @@ async fn dashboards_and_alerts_have_data_from_a_real_prometheus_and_nothing_leak
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
-    for node in &nodes {
-        eventually_ok("a node is ready", Duration::from_secs(90), || async {
-            let url = format!("{node}/readyz");
-            match http.get(url).send().await {
-                Ok(r) if r.status().is_success() => Ok(()),
-                Ok(r) => Err(format!("readyz {}", r.status())),
-                Err(e) => Err(e.to_string()),
+    for (i, node) in nodes.iter().enumerate() {
+        let started = Instant::now();
+        loop {
+            match http.get(format!("{node}/readyz")).send().await {
+                Ok(r) if r.status().is_success() => break,
+                _ if started.elapsed() > Duration::from_secs(90) => {
+                    panic!("node {i} not ready in 90 s")
+                }
+                _ => {}
             }
-        })
-        .await;
+            for service in &mut services {
+                if let Some(why) = service.exited() {
+                    panic!("{} exited {why}", service.log.display());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
     let demo = demo_from(&services[1].output()).expect("node 1 shows the demo secrets once");
     let mut run = Run {
@@ -389,10 +441,12 @@ async fn dashboards_and_alerts_have_data_from_a_real_prometheus_and_nothing_leak
     );
     let prometheus = Prometheus::start(&scrape);
 
-    // Traffic while Prometheus scrapes (bounded: 12 s of rounds).
+    // Traffic while Prometheus scrapes (bounded: 12 s of rounds; 60 s for a picture).
+    let picture = std::env::var_os("TOKEND_OBSERVABILITY_PICTURE").map(PathBuf::from);
+    let traffic = Duration::from_secs(if picture.is_some() { 60 } else { 12 });
     let started = Instant::now();
     let mut rounds = 0;
-    while started.elapsed() < Duration::from_secs(12) {
+    while started.elapsed() < traffic {
         run.round().await;
         rounds += 1;
     }
@@ -465,6 +519,14 @@ async fn dashboards_and_alerts_have_data_from_a_real_prometheus_and_nothing_leak
         },
     )
     .await;
+
+    if let Some(path) = picture {
+        let (_, expr) = queries
+            .iter()
+            .find(|(panel, _)| panel.ends_with("Propagation delay p99 by event class\""))
+            .expect("the propagation panel");
+        screenshot(&prometheus.url, &expr.replace("30s", "10s"), &path);
+    }
 
     // The collector delivered both services' spans to Jaeger, and serves the pushed metrics.
     for service in ["tokend", "tokend-projector"] {
