@@ -7,8 +7,10 @@
 //! removes leftovers by that label.
 
 mod observability;
+mod process;
 
 pub use observability::{Collector, JAEGER_VERSION, Jaeger, Prometheus, workspace};
+pub use process::{Service, demo_secrets, sibling_binary};
 
 use std::net::TcpListener;
 use std::process::Command;

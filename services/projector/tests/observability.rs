@@ -19,77 +19,16 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokend_testkit::{Collector, Jaeger, Prometheus, free_port, kafka, redis, unique, workspace};
+use tokend_testkit::{
+    Collector, Jaeger, Prometheus, Service, demo_secrets, free_port, kafka, redis, sibling_binary,
+    unique, workspace,
+};
 
 const ADMIN: &str = "observability-admin-token";
-
-/// A service process; its output (stdout and stderr) goes to `log`. Killed when dropped.
-struct Service {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Service {
-    fn start(binary: &Path, env: &[(String, String)], log: PathBuf) -> Self {
-        let out = std::fs::File::create(&log).unwrap();
-        let mut command = Command::new(binary);
-        // Nothing of the test's own environment configures the service.
-        for (key, _) in std::env::vars_os() {
-            let key = key.to_string_lossy().into_owned();
-            if ["TOKEND_", "PROJECTOR_", "OTEL_", "RUST_"]
-                .iter()
-                .any(|p| key.starts_with(p))
-            {
-                command.env_remove(key);
-            }
-        }
-        let child = command
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::from(out.try_clone().unwrap()))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .unwrap_or_else(|e| panic!("{} starts: {e}", binary.display()));
-        Self { child, log }
-    }
-
-    fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Why it is not serving: its exit status and the end of its output, if it has exited.
-    fn exited(&mut self) -> Option<String> {
-        let status = self.child.try_wait().ok()??;
-        let output = self.output();
-        let tail: Vec<&str> = output.lines().rev().take(20).collect();
-        Some(format!(
-            "{status}:\n{}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        ))
-    }
-}
-
-/// `tokend` sits beside this test's binary (`cargo test --workspace` builds it).
-fn tokend_binary() -> PathBuf {
-    let deps = std::env::current_exe().unwrap();
-    let bin = deps.parent().unwrap().parent().unwrap().join("tokend");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first (cargo build -p tokend)",
-        bin.display()
-    );
-    bin
-}
 
 /// What the services share: one topic set, one key prefix, telemetry to the collector.
 fn shared_env(
@@ -122,26 +61,10 @@ fn shared_env(
     env
 }
 
-/// The demo client and user, from the block node 1 prints once on its terminal (not in the
-/// log: that block is plain text, the log lines are JSON).
 struct Demo {
     client_id: String,
     client_secret: String,
     password: String,
-}
-
-fn demo_from(output: &str) -> Option<Demo> {
-    let field = |name: &str| {
-        output.lines().find_map(|l| {
-            let mut words = l.split_whitespace();
-            (words.next() == Some(name)).then(|| words.next().map(str::to_owned))?
-        })
-    };
-    Some(Demo {
-        client_id: field("client_id")?,
-        client_secret: field("client_secret")?,
-        password: field("password")?,
-    })
 }
 
 struct Run {
@@ -394,7 +317,7 @@ async fn dashboards_and_alerts_have_data_from_a_real_prometheus_and_nothing_leak
             data_dir.display().to_string(),
         ));
         let log = dir.path().join(format!("tokend-{i}.log"));
-        services.push(Service::start(&tokend_binary(), &env, log));
+        services.push(Service::start(&sibling_binary("tokend"), &env, log));
     }
 
     let http = reqwest::Client::builder()
@@ -419,7 +342,13 @@ async fn dashboards_and_alerts_have_data_from_a_real_prometheus_and_nothing_leak
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
-    let demo = demo_from(&services[1].output()).expect("node 1 shows the demo secrets once");
+    let (client_id, client_secret, password) =
+        demo_secrets(&services[1].output()).expect("node 1 shows the demo secrets once");
+    let demo = Demo {
+        client_id,
+        client_secret,
+        password,
+    };
     let mut run = Run {
         http: http.clone(),
         nodes: nodes.clone(),
