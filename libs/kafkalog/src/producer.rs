@@ -87,16 +87,11 @@ impl KafkaEventLog {
 /// `messaging.client.operation.duration` of one append (seconds), with `error.type` when the
 /// broker did not take it.
 fn produce_duration(took: Duration, ok: bool) {
-    static DURATION: std::sync::OnceLock<tokend_telemetry::Histogram<f64>> =
-        std::sync::OnceLock::new();
-    let histogram = DURATION.get_or_init(|| {
-        tokend_telemetry::global::meter("tokend-kafka")
-            .f64_histogram("messaging.client.operation.duration")
-            .with_unit("s")
-            .with_description("Kafka produce latency, to the broker's acknowledgement")
-            .with_boundaries(tokend_telemetry::SECONDS_BUCKETS.to_vec())
-            .build()
-    });
+    let histogram = tokend_telemetry::seconds_histogram!(
+        "tokend-kafka",
+        "messaging.client.operation.duration",
+        "Kafka produce latency, to the broker's acknowledgement"
+    );
     let mut attributes = vec![
         KeyValue::new("messaging.system", "kafka"),
         KeyValue::new("messaging.operation.name", "send"),

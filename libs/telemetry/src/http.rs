@@ -28,7 +28,7 @@ fn request_span<B>(req: &Request<B>) -> tracing::Span {
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str);
-    let method = req.method().as_str();
+    let method = method_name(req.method());
     let span = tracing::info_span!(
         "request",
         otel.name = format!("{method} {route}"),
@@ -65,24 +65,19 @@ async fn measure(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    static DURATION: std::sync::OnceLock<opentelemetry::metrics::Histogram<f64>> =
-        std::sync::OnceLock::new();
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    let method = method_name(req.method());
     #[allow(clippy::disallowed_methods)] // a measurement
     let started = std::time::Instant::now();
     let response = next.run(req).await;
-    let duration = DURATION.get_or_init(|| {
-        opentelemetry::global::meter("tokend-http")
-            .f64_histogram("http.server.request.duration")
-            .with_unit("s")
-            .with_description("HTTP server request duration")
-            .with_boundaries(crate::SECONDS_BUCKETS.to_vec())
-            .build()
-    });
+    let duration = crate::seconds_histogram!(
+        "tokend-http",
+        "http.server.request.duration",
+        "HTTP server request duration"
+    );
     duration.record(
         started.elapsed().as_secs_f64(),
         &[
@@ -95,6 +90,27 @@ async fn measure(
         ],
     );
     response
+}
+
+/// The method as the HTTP conventions name it: a known method, or `_OTHER` (so a client
+/// cannot make a label value per made-up method).
+fn method_name(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    const KNOWN: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::PATCH, "PATCH"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    KNOWN
+        .iter()
+        .find(|(m, _)| m == method)
+        .map_or("_OTHER", |(_, name)| name)
 }
 
 /// `GET /metrics`: every metric in the Prometheus text format.
@@ -111,4 +127,16 @@ pub fn metrics_router(metrics: crate::PrometheusText) -> axum::Router {
             )
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_made_up_method_is_one_label_value() {
+        assert_eq!(method_name(&axum::http::Method::POST), "POST");
+        let made_up = axum::http::Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(method_name(&made_up), "_OTHER");
+    }
 }

@@ -35,3 +35,20 @@ macro_rules! counter {
         })
     }};
 }
+
+/// A latency histogram (seconds, [`SECONDS_BUCKETS`]) of the process-wide meter, made once.
+#[macro_export]
+macro_rules! seconds_histogram {
+    ($meter:literal, $name:literal, $description:literal) => {{
+        static HISTOGRAM: ::std::sync::OnceLock<$crate::Histogram<f64>> =
+            ::std::sync::OnceLock::new();
+        HISTOGRAM.get_or_init(|| {
+            $crate::global::meter($meter)
+                .f64_histogram($name)
+                .with_unit("s")
+                .with_description($description)
+                .with_boundaries($crate::SECONDS_BUCKETS.to_vec())
+                .build()
+        })
+    }};
+}

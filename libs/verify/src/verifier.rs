@@ -148,7 +148,8 @@ impl Verifier {
     }
 }
 
-/// Counts a validation by outcome (a fixed set of values).
+/// Counts a validation by outcome (a fixed set of values). The SDK depends on `opentelemetry`
+/// alone (not on the services' telemetry crate and its exporters), hence no shared macro.
 fn count(checked: &Result<AccessClaims, Rejection>) {
     static VALIDATIONS: std::sync::OnceLock<opentelemetry::metrics::Counter<u64>> =
         std::sync::OnceLock::new();

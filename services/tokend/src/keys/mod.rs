@@ -48,23 +48,21 @@ impl Keys {
         if let Some(cut) = self.manager.early_rotation() {
             self.log.append(&cut).await?;
         }
-        let deadline = tokio::time::Instant::now() + ADOPTION_LIMIT;
-        loop {
-            self.manager.refresh();
+        let (manager, log) = (&self.manager, &self.log);
+        back_from_log("the next key", Duration::from_millis(20), || async move {
+            manager.refresh();
             // Once the cut is back from the log, the next key is due.
-            if self.manager.early_rotation().is_none()
-                && let Some(next) = self.manager.next_key()
+            if manager.early_rotation().is_none()
+                && let Some(next) = manager.next_key()
             {
-                return Ok(next);
+                return Ok(Some(next));
             }
-            if tokio::time::Instant::now() > deadline {
-                bail!("the next key did not come back from the key log within {ADOPTION_LIMIT:?}");
+            for record in manager.proposals() {
+                log.append(&record).await?;
             }
-            for record in self.manager.proposals() {
-                self.log.append(&record).await?;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            Ok(None)
+        })
+        .await
     }
 
     /// KEK rotation: re-seals the secrets root and every key in use under this node's KEK
@@ -77,15 +75,12 @@ impl Keys {
         };
         let (kek, count) = (kek.clone(), keys.len());
         self.log.append(&record).await.map_err(ResealError::Log)?;
-        let deadline = tokio::time::Instant::now() + ADOPTION_LIMIT;
-        while self.manager.kek_ids().0 != kek {
-            if tokio::time::Instant::now() > deadline {
-                return Err(ResealError::Log(anyhow::anyhow!(
-                    "the re-seal did not come back from the key log within {ADOPTION_LIMIT:?}"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let manager = &self.manager;
+        back_from_log("the re-seal", Duration::from_millis(20), || async {
+            Ok((manager.kek_ids().0 == kek).then_some(()))
+        })
+        .await
+        .map_err(ResealError::Log)?;
         Ok((kek, count))
     }
 }
@@ -199,26 +194,45 @@ pub async fn start(
             "Carried the key file's active key over into the key log."
         );
     }
+    let root = back_from_log(
+        "a signing key and the secrets root",
+        Duration::from_millis(50),
+        || async {
+            manager.refresh();
+            if let Some(why) = manager.unopenable() {
+                bail!(why);
+            }
+            if let Some(root) = manager.root()
+                && manager.has_active()
+            {
+                return Ok(Some(root));
+            }
+            for record in manager.proposals() {
+                log.append(&record).await?;
+            }
+            Ok(None)
+        },
+    )
+    .await?;
+    Ok(Arc::new(Keys { manager, log, root }))
+}
+
+/// Runs `step` every `every` until it returns what it waits for (what this node wrote,
+/// read back from the key log), for at most [`ADOPTION_LIMIT`].
+async fn back_from_log<T, F, Fut>(what: &str, every: Duration, mut step: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
     let deadline = tokio::time::Instant::now() + ADOPTION_LIMIT;
     loop {
-        manager.refresh();
-        if let Some(why) = manager.unopenable() {
-            bail!(why);
-        }
-        if let Some(root) = manager.root()
-            && manager.has_active()
-        {
-            return Ok(Arc::new(Keys { manager, log, root }));
+        if let Some(value) = step().await? {
+            return Ok(value);
         }
         if tokio::time::Instant::now() > deadline {
-            bail!(
-                "no signing key or secrets root came back from the key log within {ADOPTION_LIMIT:?}"
-            );
+            bail!("{what} did not come back from the key log within {ADOPTION_LIMIT:?}");
         }
-        for record in manager.proposals() {
-            log.append(&record).await?;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(every).await;
     }
 }
 
