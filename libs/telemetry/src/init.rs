@@ -105,11 +105,10 @@ pub fn providers(
         .otlp_endpoint
         .as_deref()
         .map(|e| e.trim_end_matches('/'));
-    let protocol = match config.otlp_protocol.as_deref() {
-        Some("http/json") => Some(Protocol::HttpJson),
-        Some(_) => Some(Protocol::HttpBinary),
-        None => None,
-    };
+    let protocol = protocol(
+        config.otlp_protocol.as_deref(),
+        std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL").ok().as_deref(),
+    );
     let mut tracer = None;
     if config.endpoint().is_some() {
         let mut spans = opentelemetry_otlp::SpanExporter::builder().with_http();
@@ -150,6 +149,17 @@ pub fn providers(
         meter,
         prometheus,
     })
+}
+
+/// The OTLP encoding: the configured one; else `OTEL_EXPORTER_OTLP_PROTOCOL`, which the SDK
+/// reads itself (`None`); else protobuf. (Left to itself the SDK would pick pretty-printed
+/// JSON, because the `http-json` feature is built in: several times the bytes and the CPU.)
+fn protocol(configured: Option<&str>, from_env: Option<&str>) -> Option<Protocol> {
+    match (configured, from_env) {
+        (Some("http/json"), _) => Some(Protocol::HttpJson),
+        (Some(_), _) | (None, None) => Some(Protocol::HttpBinary),
+        (None, Some(_)) => None,
+    }
 }
 
 impl Telemetry {
@@ -214,5 +224,26 @@ impl PrometheusText {
             tracing::warn!(%error, "Metrics could not be rendered.");
         }
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protobuf_unless_json_is_asked_for() {
+        assert_eq!(protocol(None, None), Some(Protocol::HttpBinary));
+        assert_eq!(
+            protocol(Some("http/protobuf"), None),
+            Some(Protocol::HttpBinary)
+        );
+        assert_eq!(protocol(Some("http/json"), None), Some(Protocol::HttpJson));
+        // The standard variable: the SDK reads it.
+        assert_eq!(protocol(None, Some("http/json")), None);
+        assert_eq!(
+            protocol(Some("http/protobuf"), Some("http/json")),
+            Some(Protocol::HttpBinary)
+        );
     }
 }

@@ -41,6 +41,23 @@ impl Service {
         Self { child, log }
     }
 
+    /// CPU time its threads have used so far, user and system (from `/proc/PID/stat`, in
+    /// Linux's 100 Hz ticks; zero where that is missing).
+    pub fn cpu_time(&self) -> std::time::Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // After the command name (in parentheses, maybe with spaces): field 3 onwards;
+        // utime and stime are fields 14 and 15.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let ticks: u64 = rest
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|f| f.parse::<u64>().ok())
+            .sum();
+        std::time::Duration::from_millis(ticks * 10)
+    }
+
     /// Everything it has written so far.
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

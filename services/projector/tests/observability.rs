@@ -156,17 +156,17 @@ impl Run {
     }
 }
 
-/// `GET /api/v1/query` at the latest scrape: the result, or why there is none.
+async fn get_json(http: &reqwest::Client, url: &str) -> Result<Value, String> {
+    let resp = http.get(url).send().await.map_err(|e| e.to_string())?;
+    resp.json().await.map_err(|e| e.to_string())
+}
+
+/// `GET /api/v1/query` at the latest scrape: how many series, or why there are none.
 async fn query(http: &reqwest::Client, prometheus: &str, expr: &str) -> Result<usize, String> {
-    let body: Value = http
-        .get(format!("{prometheus}/api/v1/query"))
-        .query(&[("query", expr)])
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
+    let url =
+        reqwest::Url::parse_with_params(&format!("{prometheus}/api/v1/query"), &[("query", expr)])
+            .map_err(|e| e.to_string())?;
+    let body = get_json(http, url.as_str()).await?;
     if body["status"] != "success" {
         return Err(format!("{}: {}", body["errorType"], body["error"]));
     }
@@ -174,6 +174,96 @@ async fn query(http: &reqwest::Client, prometheus: &str, expr: &str) -> Result<u
         Some(n) if n > 0 => Ok(n),
         _ => Err("no data".into()),
     }
+}
+
+/// `Ok` when there is no problem, else all of them.
+fn none(problems: Vec<String>) -> Result<(), String> {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+/// Every dashboard query has data.
+async fn dashboards_have_data(
+    http: &reqwest::Client,
+    prometheus: &str,
+    queries: &[(String, String)],
+) {
+    eventually_ok(
+        "every dashboard query has data",
+        Duration::from_secs(30),
+        || async {
+            let mut missing = Vec::new();
+            for (panel, expr) in queries {
+                if let Err(why) = query(http, prometheus, expr).await {
+                    missing.push(format!("{panel}: {expr}: {why}"));
+                }
+            }
+            none(missing)
+        },
+    )
+    .await;
+}
+
+/// Every rule Prometheus loaded is healthy and has data (an alert: its expression with
+/// `bool`); returns how many there are.
+async fn rules_have_data(http: &reqwest::Client, prometheus: &str) -> usize {
+    let checked = std::sync::atomic::AtomicUsize::new(0);
+    eventually_ok(
+        "every rule is healthy and has data",
+        Duration::from_secs(30),
+        || async {
+            let body = get_json(http, &format!("{prometheus}/api/v1/rules")).await?;
+            let rules: Vec<&Value> = body["data"]["groups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+                .collect();
+            checked.store(rules.len(), std::sync::atomic::Ordering::Relaxed);
+            let mut problems = Vec::new();
+            if rules.len() < 10 {
+                problems.push(format!("only {} rules loaded", rules.len()));
+            }
+            for rule in rules {
+                let (name, expr) = (
+                    rule["name"].as_str().unwrap(),
+                    rule["query"].as_str().unwrap(),
+                );
+                if rule["health"] != "ok" {
+                    problems.push(format!("{name}: {} {}", rule["health"], rule["lastError"]));
+                    continue;
+                }
+                let probe = if rule["type"] == "alerting" {
+                    with_bool(expr)
+                } else {
+                    name.to_owned()
+                };
+                if let Err(why) = query(http, prometheus, &probe).await {
+                    problems.push(format!("{name}: {probe}: {why}"));
+                }
+            }
+            none(problems)
+        },
+    )
+    .await;
+    checked.into_inner()
+}
+
+/// Spans of `service` that reached Jaeger, as its query API answers.
+async fn traces_of(
+    http: &reqwest::Client,
+    jaeger: &Jaeger,
+    service: &str,
+    limit: usize,
+) -> Result<Value, String> {
+    let url = format!(
+        "{}/api/traces?service={service}&limit={limit}&lookback=1h",
+        jaeger.query
+    );
+    get_json(http, &url).await
 }
 
 /// Every query of every dashboard (`$__rate_interval` as Grafana would set it for a 1 s
@@ -270,60 +360,61 @@ where
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dashboards_and_alerts_have_data_from_a_real_prometheus_and_nothing_leaks() {
-    let _limit = tokend_testkit::time_limit(300);
-    let rules = workspace().join("infra/observability/prometheus");
-    promtool(&["check", "config", "prometheus.yml"], &rules);
-    promtool(&["test", "rules", "alerts.test.yml"], &rules);
+/// The services under test: a projector and two token nodes (node 0 seeds the demo).
+struct Stack {
+    services: Vec<Service>,
+    nodes: [String; 2],
+    addrs: [String; 2],
+    projector_metrics: String,
+}
 
-    let jaeger = Jaeger::start();
-    let collector = Collector::start(&jaeger.otlp_grpc);
-    let (k, r) = (kafka().await, redis().await);
-    let topic = unique("events");
-    let dir = tempfile::tempdir().unwrap();
-
-    let projector_metrics = format!("127.0.0.1:{}", free_port());
-    let mut env = shared_env("PROJECTOR", &k.bootstrap, &r.url, &topic, &collector.otlp);
-    env.push(("PROJECTOR_METRICS_ADDR".into(), projector_metrics.clone()));
-    env.push(("PROJECTOR_GROUP_ID".into(), unique("projector")));
-    let projector = Service::start(
-        Path::new(env!("CARGO_BIN_EXE_projector")),
-        &env,
-        dir.path().join("projector.log"),
-    );
-
-    let addrs = [free_port(), free_port()].map(|p| format!("127.0.0.1:{p}"));
-    let nodes = addrs.clone().map(|a| format!("http://{a}"));
-    let mut services = vec![projector];
-    for (i, addr) in addrs.iter().enumerate() {
-        let mut env = shared_env("TOKEND", &k.bootstrap, &r.url, &topic, &collector.otlp);
-        env.extend(
-            [
-                ("TOKEND_STORAGE__BACKEND", "cluster"),
-                ("TOKEND_SERVER__LISTEN_ADDR", addr.as_str()),
-                ("TOKEND_KEYS__KEK", &"22".repeat(32)),
-                ("TOKEND_ADMIN__TOKEN", ADMIN),
-                ("TOKEND_GRANTS__PASSWORD", "true"),
-                ("TOKEND_RATE_LIMIT__ENABLED", "false"),
-                ("TOKEND_TOKENS__ISSUER", nodes[0].as_str()),
-                ("TOKEND_SEED__DEMO", if i == 0 { "true" } else { "false" }),
-            ]
-            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+impl Stack {
+    fn start(dir: &Path, bootstrap: &str, redis_url: &str, otlp: &str) -> Self {
+        let topic = unique("events");
+        let projector_metrics = format!("127.0.0.1:{}", free_port());
+        let mut env = shared_env("PROJECTOR", bootstrap, redis_url, &topic, otlp);
+        env.push(("PROJECTOR_METRICS_ADDR".into(), projector_metrics.clone()));
+        env.push(("PROJECTOR_GROUP_ID".into(), unique("projector")));
+        let projector = Service::start(
+            Path::new(env!("CARGO_BIN_EXE_projector")),
+            &env,
+            dir.join("projector.log"),
         );
-        let data_dir = dir.path().join(format!("node{i}"));
-        env.push((
-            "TOKEND_STORAGE__DATA_DIR".into(),
-            data_dir.display().to_string(),
-        ));
-        let log = dir.path().join(format!("tokend-{i}.log"));
-        services.push(Service::start(&sibling_binary("tokend"), &env, log));
+        let addrs = [free_port(), free_port()].map(|p| format!("127.0.0.1:{p}"));
+        let nodes = addrs.clone().map(|a| format!("http://{a}"));
+        let mut services = vec![projector];
+        for (i, addr) in addrs.iter().enumerate() {
+            let mut env = shared_env("TOKEND", bootstrap, redis_url, &topic, otlp);
+            let data_dir = dir.join(format!("node{i}")).display().to_string();
+            env.extend(
+                [
+                    ("TOKEND_STORAGE__BACKEND", "cluster"),
+                    ("TOKEND_STORAGE__DATA_DIR", data_dir.as_str()),
+                    ("TOKEND_SERVER__LISTEN_ADDR", addr.as_str()),
+                    ("TOKEND_KEYS__KEK", &"22".repeat(32)),
+                    ("TOKEND_ADMIN__TOKEN", ADMIN),
+                    ("TOKEND_GRANTS__PASSWORD", "true"),
+                    ("TOKEND_RATE_LIMIT__ENABLED", "false"),
+                    ("TOKEND_TOKENS__ISSUER", nodes[0].as_str()),
+                    ("TOKEND_SEED__DEMO", if i == 0 { "true" } else { "false" }),
+                ]
+                .map(|(k, v)| (k.to_owned(), v.to_owned())),
+            );
+            let log = dir.join(format!("tokend-{i}.log"));
+            services.push(Service::start(&sibling_binary("tokend"), &env, log));
+        }
+        Self {
+            services,
+            nodes,
+            addrs,
+            projector_metrics,
+        }
     }
+}
 
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
+/// Waits until every node answers `/readyz`; a service that exits meanwhile fails the test
+/// with its output.
+async fn wait_ready(http: &reqwest::Client, nodes: &[String], services: &mut [Service]) {
     for (i, node) in nodes.iter().enumerate() {
         let started = Instant::now();
         loop {
@@ -334,7 +425,7 @@ async fn dashboards_and_alerts_have_data_from_a_real_prometheus_and_nothing_leak
                 }
                 _ => {}
             }
-            for service in &mut services {
+            for service in services.iter_mut() {
                 if let Some(why) = service.exited() {
                     panic!("{} exited {why}", service.log.display());
                 }
@@ -342,6 +433,30 @@ async fn dashboards_and_alerts_have_data_from_a_real_prometheus_and_nothing_leak
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboards_and_alerts_have_data_from_a_real_prometheus_and_nothing_leaks() {
+    let _limit = tokend_testkit::time_limit(300);
+    let rules = workspace().join("infra/observability/prometheus");
+    promtool(&["check", "config", "prometheus.yml"], &rules);
+    promtool(&["test", "rules", "alerts.test.yml"], &rules);
+
+    let jaeger = Jaeger::start();
+    let collector = Collector::start(&jaeger.otlp_grpc);
+    let (k, r) = (kafka().await, redis().await);
+    let dir = tempfile::tempdir().unwrap();
+    let Stack {
+        mut services,
+        nodes,
+        addrs,
+        projector_metrics,
+    } = Stack::start(dir.path(), &k.bootstrap, &r.url, &collector.otlp);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    wait_ready(&http, &nodes, &mut services).await;
     let (client_id, client_secret, password) =
         demo_secrets(&services[1].output()).expect("node 1 shows the demo secrets once");
     let demo = Demo {
@@ -382,72 +497,8 @@ async fn dashboards_and_alerts_have_data_from_a_real_prometheus_and_nothing_leak
 
     // Every dashboard query and every rule has data.
     let queries = dashboard_queries();
-    eventually_ok(
-        "every dashboard query has data",
-        Duration::from_secs(30),
-        || async {
-            let mut missing = Vec::new();
-            for (panel, expr) in &queries {
-                if let Err(why) = query(&http, &prometheus.url, expr).await {
-                    missing.push(format!("{panel}: {expr}: {why}"));
-                }
-            }
-            if missing.is_empty() {
-                Ok(())
-            } else {
-                Err(missing.join("\n"))
-            }
-        },
-    )
-    .await;
-    let checked = std::sync::atomic::AtomicUsize::new(0);
-    eventually_ok(
-        "every rule is healthy and has data",
-        Duration::from_secs(30),
-        || async {
-            let body: Value = http
-                .get(format!("{}/api/v1/rules", prometheus.url))
-                .send()
-                .await
-                .map_err(|e| e.to_string())?
-                .json()
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut problems = Vec::new();
-            let mut checked_rules = 0;
-            for group in body["data"]["groups"].as_array().into_iter().flatten() {
-                for rule in group["rules"].as_array().into_iter().flatten() {
-                    checked_rules += 1;
-                    let (name, expr) = (
-                        rule["name"].as_str().unwrap(),
-                        rule["query"].as_str().unwrap(),
-                    );
-                    if rule["health"] != "ok" {
-                        problems.push(format!("{name}: {} {}", rule["health"], rule["lastError"]));
-                        continue;
-                    }
-                    let probe = if rule["type"] == "alerting" {
-                        with_bool(expr)
-                    } else {
-                        name.to_owned()
-                    };
-                    if let Err(why) = query(&http, &prometheus.url, &probe).await {
-                        problems.push(format!("{name}: {probe}: {why}"));
-                    }
-                }
-            }
-            checked.store(checked_rules, std::sync::atomic::Ordering::Relaxed);
-            if checked_rules < 10 {
-                problems.push(format!("only {checked_rules} rules loaded"));
-            }
-            if problems.is_empty() {
-                Ok(())
-            } else {
-                Err(problems.join("\n"))
-            }
-        },
-    )
-    .await;
+    dashboards_have_data(&http, &prometheus.url, &queries).await;
+    let checked_rules = rules_have_data(&http, &prometheus.url).await;
 
     if let Some(path) = picture {
         let (_, expr) = queries
@@ -463,18 +514,7 @@ async fn dashboards_and_alerts_have_data_from_a_real_prometheus_and_nothing_leak
             "the collector delivers spans to Jaeger",
             Duration::from_secs(30),
             || async {
-                let url = format!(
-                    "{}/api/traces?service={service}&limit=20&lookback=1h",
-                    jaeger.query
-                );
-                let body: Value = http
-                    .get(url)
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .json()
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let body = traces_of(&http, &jaeger, service, 20).await?;
                 let traces = body["data"].as_array().map_or(0, Vec::len);
                 if traces > 0 {
                     Ok(())
@@ -501,11 +541,12 @@ async fn dashboards_and_alerts_have_data_from_a_real_prometheus_and_nothing_leak
     // No secret in anything: logs of all three processes, spans, metrics.
     let mut exported = String::new();
     for service in ["tokend", "tokend-projector"] {
-        let url = format!(
-            "{}/api/traces?service={service}&limit=5000&lookback=1h",
-            jaeger.query
+        exported.push_str(
+            &traces_of(&http, &jaeger, service, 5000)
+                .await
+                .unwrap()
+                .to_string(),
         );
-        exported.push_str(&http.get(url).send().await.unwrap().text().await.unwrap());
     }
     for node in &nodes {
         let metrics = http.get(format!("{node}/metrics")).send().await.unwrap();
@@ -534,7 +575,6 @@ async fn dashboards_and_alerts_have_data_from_a_real_prometheus_and_nothing_leak
     for secret in &run.secrets {
         assert!(!exported.contains(secret.as_str()), "a secret was exported");
     }
-    let checked_rules = checked.into_inner();
     assert!(
         log_lines > 100,
         "only {log_lines} log lines: the logs were not captured"
