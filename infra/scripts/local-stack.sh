@@ -4,10 +4,11 @@
 #   infra/scripts/local-stack.sh start   # builds (release), starts, prints the endpoints
 #   infra/scripts/local-stack.sh stop
 # Ports: Redis 16379, Kafka 19092 (controller 19093), tokend 8081 and 8082, projector metrics
-# 9464. State lives in .local-stack/ (delete it to start over).
+# 9464. State lives in .local-stack/ (delete it to start over), or in LOCAL_STACK_DIR. Settings
+# in the environment (TOKEND_*, PROJECTOR_*) reach the services.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-run="$root/.local-stack"
+run="${LOCAL_STACK_DIR:-$root/.local-stack}"
 mkdir -p "$run"
 
 stop() {

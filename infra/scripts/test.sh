@@ -3,9 +3,9 @@
 # rdkafka's bundled librdkafka, Debian's Chromium and ChromeDriver for the browser test,
 # Debian's Prometheus and promtool for the observability test, the Docker engine without a
 # bridge, the locally built Kafka and Redis images, Jaeger v2 built from its Go module as the
-# trace backend and the OpenTelemetry Collector), then runs all of it: formatting, clippy with
-# -D warnings, and every test (unit, in-process HTTP, and the integration tests against real
-# Kafka and Redis).
+# trace backend and the OpenTelemetry Collector, k6 for the load tests), then runs all of it:
+# formatting, clippy with -D warnings, every test (unit, in-process HTTP, and the integration
+# tests against real Kafka and Redis), and a smoke run of the load-test suite.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -43,6 +43,9 @@ cleanup
 step "Jaeger v2 (trace backend and OpenTelemetry Collector of the telemetry tests), built once from its Go module"
 infra/scripts/install-jaeger.sh
 
+step "k6 (the load-test suite's generator), installed once with Go"
+load-tests/install-k6.sh
+
 step "Toolchain"
 cargo --version
 rustc --version
@@ -57,3 +60,6 @@ step "Tests"
 # A hard limit over the whole run: each integration test has its own (it stops its
 # binary with the test's name); this catches a hang outside any test body.
 timeout --kill-after=30 2400 cargo test --workspace --locked
+
+step "Load-test smoke (every scenario for seconds against an embedded node)"
+timeout --kill-after=10 300 load-tests/smoke.sh

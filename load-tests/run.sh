@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Runs one load-test scenario against a target it brings up and tears down itself.
+#   load-tests/run.sh SCENARIO [--target embedded|cluster] [--rate N] [--duration 20s] [--debug]
+# SCENARIO: issue, validate, introspect, password, revoke, mixed (load-tests/k6/*.js).
+# Targets: embedded (one release-built node, its own data directory) or cluster
+# (infra/scripts/local-stack.sh in a fresh directory: Redis, Kafka, a projector, two nodes).
+# Rate limiting is off on the target. k6 (pinned, installed by install-k6.sh) shows its
+# progress; the JSON summary goes to load-tests/out/SCENARIO-TARGET-TIME.json, and the CPU k6
+# itself used is printed (it shares the machine with the target). Every server listens on
+# 127.0.0.1; the run is bounded by its duration.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+scenario="${1:?usage: $0 SCENARIO [--target embedded|cluster] [--rate N] [--duration D] [--debug]}"
+shift
+target=embedded profile=release
+k6_env=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --target) target="$2"; shift 2 ;;
+    --rate) k6_env+=(-e "RATE=$2"); shift 2 ;;
+    --duration) k6_env+=(-e "DURATION=$2"); shift 2 ;;
+    --debug) profile=debug; shift ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+script="$root/load-tests/k6/$scenario.js"
+[ -f "$script" ] || { echo "no scenario $scenario (load-tests/k6/*.js)" >&2; exit 2; }
+
+k6="$("$root/load-tests/install-k6.sh")"
+work="$(mktemp -d)"
+pids=()
+teardown() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ "$target" != cluster ] || LOCAL_STACK_DIR="$work/stack" "$root/infra/scripts/local-stack.sh" stop >/dev/null
+  rm -rf "$work"
+}
+trap teardown EXIT
+
+ready() { # ready URL LOG
+  for _ in $(seq 1 240); do
+    curl -fs "$1/readyz" >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  echo "$1 did not become ready; its log:" >&2
+  tail -20 "$2" >&2
+  exit 1
+}
+
+export TOKEND_RATE_LIMIT__ENABLED=false TOKEND_GRANTS__PASSWORD=true
+case "$target" in
+  embedded)
+    flag=(); [ "$profile" = release ] && flag=(--release)
+    (cd "$root" && cargo build -q "${flag[@]}" -p tokend)
+    port=$((20000 + RANDOM % 10000))
+    log="$work/tokend.log"
+    TOKEND_SERVER__LISTEN_ADDR="127.0.0.1:$port" TOKEND_STORAGE__DATA_DIR="$work/node" TOKEND_SEED__DEMO=true \
+      "$root/target/$profile/tokend" >"$log" 2>&1 &
+    pids+=($!)
+    targets="http://127.0.0.1:$port"
+    ready "$targets" "$log"
+    ;;
+  cluster)
+    LOCAL_STACK_DIR="$work/stack" "$root/infra/scripts/local-stack.sh" start >/dev/null
+    log="$work/stack/tokend-1.log"
+    targets="http://127.0.0.1:8081,http://127.0.0.1:8082"
+    ready http://127.0.0.1:8081 "$log"
+    ready http://127.0.0.1:8082 "$work/stack/tokend-2.log"
+    ;;
+  *) echo "target is embedded or cluster" >&2; exit 2 ;;
+esac
+
+field() { awk -v k="$1" '$1 == k { print $2; exit }' "$log"; }
+mkdir -p "$root/load-tests/out"
+summary="$root/load-tests/out/$scenario-$target-$(date -u +%Y%m%dT%H%M%SZ).json"
+/usr/bin/time -f "k6 itself used %U s user + %S s system CPU (%P of one core)" \
+  "$k6" run --no-usage-report \
+  -e TARGETS="$targets" -e CLIENT_ID="$(field client_id)" -e CLIENT_SECRET="$(field client_secret)" \
+  -e PASSWORD="$(field password)" -e SCENARIO="$scenario" -e TARGET="$target" -e SUMMARY="$summary" \
+  "${k6_env[@]}" "$script"
+echo "summary: $summary"
