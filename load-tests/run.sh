@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs one load-test scenario against a target it brings up and tears down itself.
 #   load-tests/run.sh SCENARIO [--target embedded|cluster] [--rate N] [--duration 20s] [--debug]
-# SCENARIO: issue, validate, introspect, password, revoke, mixed (load-tests/k6/*.js).
+# SCENARIO: issue, validate, introspect, password, revoke, mixed (load-tests/k6/*.js), or
+# probe: the revocation-propagation probe (load-tests/probe), which no load tool measures.
 # Targets: embedded (one release-built node, its own data directory) or cluster
 # (infra/scripts/local-stack.sh in a fresh directory: Redis, Kafka, a projector, two nodes).
 # Rate limiting is off on the target. k6 (pinned, installed by install-k6.sh) shows its
@@ -24,9 +25,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 script="$root/load-tests/k6/$scenario.js"
-[ -f "$script" ] || { echo "no scenario $scenario (load-tests/k6/*.js)" >&2; exit 2; }
-
-k6="$("$root/load-tests/install-k6.sh")"
+[ "$scenario" = probe ] || [ -f "$script" ] || { echo "no scenario $scenario (load-tests/k6/*.js, or probe)" >&2; exit 2; }
+flag=(); [ "$profile" = release ] && flag=(--release)
 work="$(mktemp -d)"
 pids=()
 teardown() {
@@ -49,7 +49,6 @@ ready() { # ready URL LOG
 export TOKEND_RATE_LIMIT__ENABLED=false TOKEND_GRANTS__PASSWORD=true
 case "$target" in
   embedded)
-    flag=(); [ "$profile" = release ] && flag=(--release)
     (cd "$root" && cargo build -q "${flag[@]}" -p tokend)
     port=$((20000 + RANDOM % 10000))
     log="$work/tokend.log"
@@ -72,6 +71,14 @@ esac
 field() { awk -v k="$1" '$1 == k { print $2; exit }' "$log"; }
 mkdir -p "$root/load-tests/out"
 summary="$root/load-tests/out/$scenario-$target-$(date -u +%Y%m%dT%H%M%SZ).json"
+if [ "$scenario" = probe ]; then
+  (cd "$root" && cargo build -q "${flag[@]}" -p tokend-propagation-probe)
+  nodes="$targets"; [ "$target" = embedded ] && nodes="$targets,$targets" # one node checks itself
+  CLIENT_SECRET="$(field client_secret)" "$root/target/$profile/propagation-probe"     --nodes "$nodes" --client-id "$(field client_id)" --samples "${SAMPLES:-200}" --json "$summary"
+  echo "summary: $summary"
+  exit 0
+fi
+k6="$("$root/load-tests/install-k6.sh")"
 /usr/bin/time -f "k6 itself used %U s user + %S s system CPU (%P of one core)" \
   "$k6" run --no-usage-report \
   -e TARGETS="$targets" -e CLIENT_ID="$(field client_id)" -e CLIENT_SECRET="$(field client_secret)" \

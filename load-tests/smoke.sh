@@ -12,4 +12,6 @@ for scenario in issue validate introspect password revoke mixed; do
   status=${PIPESTATUS[0]}
   [ "$status" -eq 0 ] || { echo "load-test smoke: $scenario failed ($status)" >&2; exit 1; }
 done
-echo "load-test smoke: every scenario passed"
+SAMPLES=20 "$here/run.sh" probe --target embedded --debug 2>&1 | grep -E "propagation|rejected|answered"
+[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "load-test smoke: the propagation probe failed" >&2; exit 1; }
+echo "load-test smoke: every scenario and the probe passed"
