@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs one load-test scenario against a target it brings up and tears down itself.
 #   load-tests/run.sh SCENARIO [--target embedded|cluster] [--rate N] [--duration 20s] [--debug]
+#                              [--no-build]  (use the binaries already built)
 # SCENARIO: issue, validate, introspect, password, revoke, mixed (load-tests/k6/*.js), or
 # probe: the revocation-propagation probe (load-tests/probe), which no load tool measures.
 # Targets: embedded (one release-built node, its own data directory) or cluster
@@ -13,7 +14,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 scenario="${1:?usage: $0 SCENARIO [--target embedded|cluster] [--rate N] [--duration D] [--debug]}"
 shift
-target=embedded profile=release
+target=embedded profile=release build=yes
 k6_env=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -21,12 +22,14 @@ while [ $# -gt 0 ]; do
     --rate) k6_env+=(-e "RATE=$2"); shift 2 ;;
     --duration) k6_env+=(-e "DURATION=$2"); shift 2 ;;
     --debug) profile=debug; shift ;;
+    --no-build) build=no; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
 script="$root/load-tests/k6/$scenario.js"
 [ "$scenario" = probe ] || [ -f "$script" ] || { echo "no scenario $scenario (load-tests/k6/*.js, or probe)" >&2; exit 2; }
 flag=(); [ "$profile" = release ] && flag=(--release)
+cargo_build() { [ "$build" = no ] || (cd "$root" && cargo build -q "${flag[@]}" "$@"); }
 work="$(mktemp -d)"
 pids=()
 teardown() {
@@ -49,7 +52,7 @@ ready() { # ready URL LOG
 export TOKEND_RATE_LIMIT__ENABLED=false TOKEND_GRANTS__PASSWORD=true
 case "$target" in
   embedded)
-    (cd "$root" && cargo build -q "${flag[@]}" -p tokend)
+    cargo_build -p tokend
     port=$((20000 + RANDOM % 10000))
     log="$work/tokend.log"
     TOKEND_SERVER__LISTEN_ADDR="127.0.0.1:$port" TOKEND_STORAGE__DATA_DIR="$work/node" TOKEND_SEED__DEMO=true \
@@ -72,7 +75,7 @@ field() { awk -v k="$1" '$1 == k { print $2; exit }' "$log"; }
 mkdir -p "$root/load-tests/out"
 summary="$root/load-tests/out/$scenario-$target-$(date -u +%Y%m%dT%H%M%SZ).json"
 if [ "$scenario" = probe ]; then
-  (cd "$root" && cargo build -q "${flag[@]}" -p tokend-propagation-probe)
+  cargo_build -p tokend-propagation-probe
   nodes="$targets"; [ "$target" = embedded ] && nodes="$targets,$targets" # one node checks itself
   CLIENT_SECRET="$(field client_secret)" "$root/target/$profile/propagation-probe"     --nodes "$nodes" --client-id "$(field client_id)" --samples "${SAMPLES:-200}" --json "$summary"
   echo "summary: $summary"

@@ -1,17 +1,30 @@
 #!/usr/bin/env bash
-# Every scenario for a few seconds against the embedded target (debug build), at low rates:
-# the suite cannot rot (run by infra/scripts/test.sh). A scenario whose thresholds fail, or
-# with a wrong answer, fails this.
+# Every scenario for a few seconds against the embedded target (debug build), at low rates, and
+# the propagation probe for 20 samples: the suite cannot rot (run by infra/scripts/test.sh).
+# A scenario whose thresholds fail, or with a wrong answer, fails this, with its output.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
+out="$(mktemp)"
+trap 'rm -f "$out"' EXIT
+
+run() { # run NAME ARGS...: one run.sh call, its summary lines shown, all of it on failure
+  local name="$1"
+  shift
+  if ! "$here/run.sh" "$@" >"$out" 2>&1; then
+    tail -40 "$out" >&2
+    echo "load-test smoke: $name failed" >&2
+    exit 1
+  fi
+  grep -E " on embedded$|requests:|latency:|wrong answers:|k6 itself|propagation|rejected|answered" "$out" || true
+}
+
+# One build up front (a feature set other than the test build's may mean minutes of compiling).
+(cd "$here/.." && cargo build -p tokend -p tokend-propagation-probe)
+
 for scenario in issue validate introspect password revoke mixed; do
   rate=100
   [ "$scenario" = password ] && rate=10
-  "$here/run.sh" "$scenario" --target embedded --debug --rate "$rate" --duration 3s 2>&1 |
-    grep -E "^$scenario on|requests:|latency:|wrong answers:|crossed|k6 itself" || true
-  status=${PIPESTATUS[0]}
-  [ "$status" -eq 0 ] || { echo "load-test smoke: $scenario failed ($status)" >&2; exit 1; }
+  run "$scenario" "$scenario" --target embedded --debug --no-build --rate "$rate" --duration 3s
 done
-SAMPLES=20 "$here/run.sh" probe --target embedded --debug 2>&1 | grep -E "propagation|rejected|answered"
-[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "load-test smoke: the propagation probe failed" >&2; exit 1; }
+SAMPLES=20 run probe probe --target embedded --debug --no-build
 echo "load-test smoke: every scenario and the probe passed"

@@ -62,4 +62,4 @@ step "Tests"
 timeout --kill-after=30 2400 cargo test --workspace --locked
 
 step "Load-test smoke (every scenario for seconds against an embedded node)"
-timeout --kill-after=10 300 load-tests/smoke.sh
+timeout --kill-after=10 900 load-tests/smoke.sh
