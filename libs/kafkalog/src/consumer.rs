@@ -1,9 +1,11 @@
 //! The consumer side: a consumer-group member for the projector (offsets stored only after the
 //! projection has applied a record; assignment changes reported on a channel), a group-less
-//! replay consumer for `rebuild`, and a close that never blocks the caller.
+//! replay consumer for `rebuild`, and a close that never blocks the caller: every consumer
+//! handed out is [`Detached`], whose drop closes it on a thread of its own.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::Statistics;
@@ -93,13 +95,77 @@ impl ConsumerContext for GroupContext {
     }
 }
 
-pub type GroupConsumer = StreamConsumer<GroupContext>;
+/// A consumer whose drop never blocks the thread that drops it.
+///
+/// rdkafka's consumer drop closes the consumer (final commit, leave the group) and polls until
+/// librdkafka says it is closed, which takes seconds with Kafka gone and, in a group that
+/// cannot be left, never happens. Dropped on a tokio worker while a runtime shuts down (a
+/// process exiting, a task aborted), that would hold the whole runtime up. So the drop hands
+/// the consumer to a detached `kafka-close` thread; [`close_within`] is the close a caller
+/// waits for, with a bound.
+pub struct Detached<C: Send + 'static>(Option<C>);
 
-/// Closes a consumer (commit, leave the group) on a thread of its own and waits at most
-/// `limit`: with Kafka gone, librdkafka's close never returns, and it must not hold up the
-/// caller's shutdown. Returns whether it closed in time.
+impl<C: Send + 'static> Detached<C> {
+    pub fn new(consumer: C) -> Self {
+        Self(Some(consumer))
+    }
+
+    /// Closes the consumer on the calling thread (blocking: for a thread of its own).
+    fn close_here(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl<C: Send + 'static> Deref for Detached<C> {
+    type Target = C;
+
+    #[allow(
+        clippy::expect_used,
+        reason = "the consumer is taken only by drop and close_here, which consume self"
+    )]
+    fn deref(&self) -> &C {
+        self.0
+            .as_ref()
+            .expect("a detached consumer is present until dropped")
+    }
+}
+
+impl<C: Send + 'static> Drop for Detached<C> {
+    fn drop(&mut self) {
+        let Some(consumer) = self.0.take() else {
+            return;
+        };
+        // The consumer waits in a slot so that, should the thread not start (the process is
+        // out of threads), it can be leaked rather than closed here.
+        let slot = Arc::new(Mutex::new(Some(consumer)));
+        let theirs = Arc::clone(&slot);
+        let spawned = std::thread::Builder::new()
+            .name("kafka-close".into())
+            .spawn(move || drop(take(&theirs)));
+        if spawned.is_err() {
+            std::mem::forget(take(&slot));
+        }
+    }
+}
+
+fn take<C>(slot: &Mutex<Option<C>>) -> Option<C> {
+    slot.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+}
+
+/// The projector's consumer-group member.
+pub type GroupConsumer = Detached<StreamConsumer<GroupContext>>;
+
+/// A group-less consumer (replay, the key log).
+pub type Reader = Detached<StreamConsumer>;
+
+/// Runs `commit` and closes the consumer (leave the group) on a thread of its own, and waits at
+/// most `limit`: with Kafka gone, librdkafka's close does not return, and it must not hold up
+/// the caller's shutdown. Returns whether it closed in time; `false` too when another owner
+/// still holds the consumer (it then closes when that one drops it).
 pub async fn close_within<C: Send + Sync + 'static>(
-    consumer: C,
+    consumer: Arc<Detached<C>>,
     commit: impl FnOnce(&C) + Send + 'static,
     limit: Duration,
 ) -> bool {
@@ -108,13 +174,13 @@ pub async fn close_within<C: Send + Sync + 'static>(
         .name("kafka-close".into())
         .spawn(move || {
             commit(&consumer);
-            drop(consumer);
-            let _ = done.send(());
+            let last = Arc::into_inner(consumer).map(Detached::close_here);
+            let _ = done.send(last.is_some());
         });
     if spawned.is_err() {
         return false;
     }
-    tokio::time::timeout(limit, closed).await.is_ok()
+    matches!(tokio::time::timeout(limit, closed).await, Ok(Ok(true)))
 }
 
 fn base(settings: &KafkaSettings) -> ClientConfig {
@@ -139,7 +205,7 @@ pub fn group_consumer(
     group_id: &str,
 ) -> Result<(GroupConsumer, mpsc::UnboundedReceiver<Rebalanced>), LogError> {
     let (events, rebalances) = mpsc::unbounded_channel();
-    let consumer: GroupConsumer = base(settings)
+    let consumer: StreamConsumer<GroupContext> = base(settings)
         .set("group.id", group_id)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "1000")
@@ -156,15 +222,12 @@ pub fn group_consumer(
     consumer
         .subscribe(&[&settings.topic])
         .map_err(unavailable)?;
-    Ok((consumer, rebalances))
+    Ok((Detached::new(consumer), rebalances))
 }
 
 /// A consumer that reads every partition of the event topic from the beginning, outside any
 /// group and without committing (for `rebuild`).
-pub fn replay_consumer(
-    settings: &KafkaSettings,
-    partitions: &[i32],
-) -> Result<StreamConsumer, LogError> {
+pub fn replay_consumer(settings: &KafkaSettings, partitions: &[i32]) -> Result<Reader, LogError> {
     let consumer: StreamConsumer = base(settings)
         .set("group.id", "tokend-rebuild")
         .set("enable.auto.commit", "false")
@@ -176,7 +239,7 @@ pub fn replay_consumer(
             .map_err(unavailable)?;
     }
     consumer.assign(&tpl).map_err(unavailable)?;
-    Ok(consumer)
+    Ok(Detached::new(consumer))
 }
 
 /// A group-less reader of one partition of `topic` from its beginning (the key log), and the
@@ -185,7 +248,7 @@ pub async fn topic_reader(
     settings: &KafkaSettings,
     topic: &str,
     partition: i32,
-) -> Result<(StreamConsumer, i64), LogError> {
+) -> Result<(Reader, i64), LogError> {
     let consumer: StreamConsumer = base(settings)
         .set("group.id", "tokend-reader")
         .set("enable.auto.commit", "false")
@@ -195,7 +258,7 @@ pub async fn topic_reader(
     tpl.add_partition_offset(topic, partition, Offset::Beginning)
         .map_err(unavailable)?;
     consumer.assign(&tpl).map_err(unavailable)?;
-    let (consumer, name) = (std::sync::Arc::new(consumer), topic.to_owned());
+    let (consumer, name) = (Arc::new(Detached::new(consumer)), topic.to_owned());
     let probe = consumer.clone();
     let high = tokio::task::spawn_blocking(move || {
         probe.fetch_watermarks(&name, partition, Duration::from_secs(10))
@@ -204,7 +267,7 @@ pub async fn topic_reader(
     .map_err(|e| LogError::Unavailable(e.to_string()))?
     .map_err(unavailable)?
     .1;
-    let consumer = std::sync::Arc::into_inner(consumer)
+    let consumer = Arc::into_inner(consumer)
         .ok_or_else(|| LogError::Unavailable("reader still shared".into()))?;
     Ok((consumer, high))
 }
@@ -213,9 +276,10 @@ pub async fn topic_reader(
 pub async fn end_offsets(settings: &KafkaSettings) -> Result<Vec<(i32, i64)>, LogError> {
     let settings = settings.clone();
     tokio::task::spawn_blocking(move || {
-        let consumer: StreamConsumer = base(&settings)
+        let consumer: Reader = base(&settings)
             .set("group.id", "tokend-watermarks")
             .create()
+            .map(Detached::new)
             .map_err(unavailable)?;
         let timeout = Duration::from_secs(10);
         let metadata = consumer

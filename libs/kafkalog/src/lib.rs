@@ -18,8 +18,8 @@ mod settings;
 mod topics;
 
 pub use consumer::{
-    GroupConsumer, Rebalanced, close_within, end_offsets, group_consumer, replay_consumer,
-    topic_reader,
+    Detached, GroupConsumer, Reader, Rebalanced, close_within, end_offsets, group_consumer,
+    replay_consumer, topic_reader,
 };
 pub use producer::KafkaEventLog;
 pub use rdkafka;

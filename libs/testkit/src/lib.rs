@@ -141,11 +141,18 @@ pub async fn kafka() -> &'static Kafka {
     SHARED_KAFKA.get_or_init(Kafka::start).await
 }
 
-/// A test's time limit: when the returned guard is still alive after `secs`, the whole test
+thread_local! {
+    /// The calling test's watchdog, disarmed when the test's thread ends.
+    static WATCHDOG: std::cell::RefCell<Option<std::sync::mpsc::Sender<()>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// A test's time limit: when the test's thread has not ended after `secs`, the whole test
 /// binary stops with a message naming the test, so a hang fails fast instead of stalling CI
-/// until its own limit. Hold it for the test's whole body: `let _limit = time_limit(90);`.
-#[must_use = "the limit holds only while the guard lives"]
-pub fn time_limit(secs: u64) -> TimeLimit {
+/// until its own limit. Call it first thing in the test. The limit covers what runs after the
+/// body too (the drop of `#[tokio::test]`'s runtime, which drops every task left), since it is
+/// disarmed only by the thread's end.
+pub fn time_limit(secs: u64) {
     let (disarm, disarmed) = std::sync::mpsc::channel::<()>();
     let name = std::thread::current()
         .name()
@@ -164,10 +171,17 @@ pub fn time_limit(secs: u64) -> TimeLimit {
             std::process::exit(101);
         }
     });
-    TimeLimit { _disarm: disarm }
+    // Replacing an earlier watchdog of this thread disarms that one.
+    WATCHDOG.with(|w| *w.borrow_mut() = Some(disarm));
 }
 
-/// Disarms the limit when dropped (the sender's drop wakes the watchdog).
-pub struct TimeLimit {
-    _disarm: std::sync::mpsc::Sender<()>,
+#[cfg(test)]
+mod tests {
+    /// A thread's end disarms its limit (were it not, the watchdog would stop this binary
+    /// during the sleep and the run would fail).
+    #[test]
+    fn a_limit_ends_with_its_thread() {
+        std::thread::spawn(|| super::time_limit(1)).join().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+    }
 }

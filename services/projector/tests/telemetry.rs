@@ -63,7 +63,7 @@ fn tag<'a>(span: &'a Value, key: &str) -> Option<&'a Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_runs_from_the_token_request_through_kafka_to_the_redis_write() {
-    let _limit = tokend_testkit::time_limit(180);
+    tokend_testkit::time_limit(180);
     let jaeger = Jaeger::start();
     let config = tokend_telemetry::TelemetryConfig {
         otlp_endpoint: Some(jaeger.otlp.clone()),

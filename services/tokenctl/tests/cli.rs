@@ -22,7 +22,7 @@ fn json(out: &Output) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_and_clients_end_to_end_with_script_friendly_exit_codes() {
-    let _limit = tokend_testkit::time_limit(120);
+    tokend_testkit::time_limit(120);
     let dir = tempfile::tempdir().unwrap();
     let mut config = tokend::Config::default();
     config.storage.data_dir = dir.path().to_path_buf();

@@ -189,7 +189,7 @@ async fn complete(store: &RedisStore) -> bool {
 
 #[tokio::test]
 async fn redis_agrees_with_the_reference_projection_on_every_query() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     for chunk in [1, 4, 100] {
         let store = store().await;
         let reference = apply_all(&store, &script(), chunk).await;
@@ -275,7 +275,7 @@ async fn compare(store: &RedisStore, reference: &Projection) {
 
 #[tokio::test]
 async fn redelivery_overlaps_and_gaps_change_nothing() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     let events = script();
     let once = store().await;
     apply_all(&once, &events, 1).await;
@@ -349,7 +349,7 @@ async fn lose_everything(store: &RedisStore, base: &str) {
 
 #[tokio::test]
 async fn readers_fail_closed_until_the_projection_is_complete_again() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     let base = unique("lost");
     let store = RedisStore::connect(&redis().await.url, &base)
         .await
@@ -423,7 +423,7 @@ async fn readers_fail_closed_until_the_projection_is_complete_again() {
 
 #[tokio::test]
 async fn a_rebuilt_generation_switches_only_once_it_has_caught_up() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     let live = store().await;
     let events = script();
     let refs: Vec<Option<&Event>> = events.iter().map(Some).collect();
@@ -466,7 +466,7 @@ async fn a_rebuilt_generation_switches_only_once_it_has_caught_up() {
 
 #[tokio::test]
 async fn a_rebuilt_generation_that_lost_its_data_is_never_switched_to() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     let live = store().await;
     let events = script();
     let refs: Vec<Option<&Event>> = events.iter().map(Some).collect();
@@ -490,7 +490,7 @@ async fn a_rebuilt_generation_that_lost_its_data_is_never_switched_to() {
 /// replayed reuse would go undetected and the family would come back to life.
 #[tokio::test]
 async fn a_replay_of_long_expired_records_still_detects_reuse() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     let store = store().await;
     let old = |jti: &str, refresh: &str, from: Option<&str>| {
         let Event::TokenIssued(mut e) = issued(jti, "alice", "fold", Some(refresh), from) else {
@@ -528,7 +528,7 @@ async fn a_replay_of_long_expired_records_still_detects_reuse() {
 
 #[tokio::test]
 async fn a_fence_pauses_live_writes_until_the_switch_then_they_land_in_the_new_generation() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     let live = store().await;
     let events = script();
     apply_all(&live, &events[..3], 3).await;
@@ -578,7 +578,7 @@ fn fresh_name(store: &RedisStore) -> &str {
 
 #[tokio::test]
 async fn revoking_a_client_with_many_tokens_writes_one_key() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     let store = store().await;
     let mut events: Vec<Event> = (0..2000)
         .map(|i| {
@@ -623,7 +623,7 @@ async fn revoking_a_client_with_many_tokens_writes_one_key() {
 
 #[tokio::test]
 async fn an_unreachable_redis_is_unavailable_not_a_panic() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     let port = tokend_testkit::free_port();
     let result = RedisStore::connect(&format!("redis://127.0.0.1:{port}"), "x").await;
     assert!(matches!(result, Err(StoreError::Unavailable(_))));

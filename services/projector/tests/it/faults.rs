@@ -12,7 +12,7 @@ use crate::cluster::{Cluster, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_down_means_503_for_issuance_but_validation_works_then_recovers() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     let kafka = Kafka::start().await;
     let c = Cluster::start(&kafka.bootstrap, &redis().await.url, 1).await;
     let _projector = c.spawn_projector();
@@ -62,7 +62,7 @@ async fn kafka_down_means_503_for_issuance_but_validation_works_then_recovers() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_and_undecodable_records_do_not_stop_the_projector() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     let kafka = tokend_testkit::kafka().await;
     let c = Cluster::start(&kafka.bootstrap, &redis().await.url, 1).await;
     let _projector = c.spawn_projector();
@@ -112,7 +112,7 @@ async fn unknown_and_undecodable_records_do_not_stop_the_projector() {
 /// with fewer brokers fail at start with a message that says what to change, not a code.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn production_topic_defaults_on_one_broker_fail_with_a_clear_message() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     // A private broker: a refused topic creation must not disturb the other tests' broker.
     let kafka = Kafka::start().await;
     let topic = tokend_testkit::unique("rf");
@@ -139,4 +139,50 @@ async fn production_topic_defaults_on_one_broker_fail_with_a_clear_message() {
             .await
             .is_ok()
     );
+}
+
+/// Dropping a running projector (and the nodes) while Kafka is gone finishes promptly: the
+/// consumer's close, which never returns without a broker, must not run on the thread that
+/// drops it. Without that, a runtime shutting down (a process exiting, a test ending) hangs.
+#[test]
+fn a_projector_dropped_while_kafka_is_gone_does_not_hold_up_the_runtime() {
+    tokend_testkit::time_limit(LIMIT_SECS);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (kafka, cluster) = runtime.block_on(async {
+        let kafka = Kafka::start().await;
+        let c = Cluster::start(&kafka.bootstrap, &redis().await.url, 1).await;
+        let projector = c.spawn_projector();
+        c.ready().await;
+        let token = c.client_credentials(0).await;
+        c.form(0, "/oauth/revoke", &[("token", &token)]).await;
+        eventually(Duration::from_secs(10), || async {
+            c.data(0, &token).await == 401
+        })
+        .await;
+        docker("stop", kafka.id());
+        drop(projector); // detached: the runtime's shutdown drops it
+        (kafka, c)
+    });
+
+    let (done, dropped) = std::sync::mpsc::channel();
+    let started = std::time::Instant::now();
+    std::thread::spawn(move || {
+        drop(cluster);
+        drop(runtime);
+        let _ = done.send(());
+    });
+    // A blocking close takes librdkafka's session timeout or longer (6 s here), or forever.
+    let finished = dropped.recv_timeout(Duration::from_secs(3));
+    println!("nodes and runtime dropped in {:?}", started.elapsed());
+    assert!(
+        finished.is_ok(),
+        "dropping the runtime with the projector's consumer in it still blocks after 3 s"
+    );
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async move { drop(kafka) });
 }

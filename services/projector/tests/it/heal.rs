@@ -26,7 +26,7 @@ async fn revoke_strict(c: &Cluster, i: usize, token: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_losing_its_data_fails_closed_and_the_projector_heals_it_unprompted() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     let private = Redis::start().await;
     let c = Cluster::start(&kafka().await.bootstrap, &private.url, 2).await;
     let _projector = c.spawn_projector();
@@ -120,7 +120,7 @@ fn projector_process(c: &Cluster) -> Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_projectors_one_killed_under_load_converge_to_a_clean_replay() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     let (k, r) = (kafka().await, redis().await);
     let c = Arc::new(Cluster::start(&k.bootstrap, &r.url, 1).await);
     let mut projectors: Vec<Child> = (0..3).map(|_| projector_process(&c)).collect();
@@ -145,7 +145,7 @@ async fn three_projectors_one_killed_under_load_converge_to_a_clean_replay() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebuild_under_live_revocations_rolls_nothing_back() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     let (k, r) = (kafka().await, redis().await);
     let c = Arc::new(Cluster::start(&k.bootstrap, &r.url, 2).await);
     let _projector = c.spawn_projector();
@@ -190,7 +190,7 @@ async fn rebuild_under_live_revocations_rolls_nothing_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_projector_stops_within_bounds_when_kafka_is_gone() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     let private = Kafka::start().await;
     let c = Cluster::start(&private.bootstrap, &redis().await.url, 1).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

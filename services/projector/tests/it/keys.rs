@@ -37,7 +37,7 @@ async fn jwks_kids(c: &Cluster, i: usize) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_rotate_through_the_key_topic_and_agree() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     let (k, r) = (kafka().await, redis().await);
     let clock = Arc::new(ManualClock::new(tokend_verify::SystemClock.now_ms()));
     let c = Cluster::start_with(&k.bootstrap, &r.url, 3, clock.clone()).await;
@@ -114,7 +114,7 @@ async fn three_nodes_rotate_through_the_key_topic_and_agree() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_with_another_kek_refuses_to_start_with_a_clear_message() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     let (k, r) = (kafka().await, redis().await);
     let c = Cluster::start(&k.bootstrap, &r.url, 1).await;
     let dir = tempfile::tempdir().unwrap();
@@ -131,7 +131,7 @@ async fn a_node_with_another_kek_refuses_to_start_with_a_clear_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_key_is_rejected_on_every_node_and_by_the_sdk() {
     use tokend_verify::{Rejection, RemoteKeys, RemoteOptions, SystemClock, Verifier};
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     let (k, r) = (kafka().await, redis().await);
     let c = Cluster::start(&k.bootstrap, &r.url, 3).await;
     let _projector = c.spawn_projector();
@@ -214,7 +214,7 @@ async fn serve(node: &tokend::Node) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kek_change_runs_through_the_key_topic_and_keeps_keys_and_client_secrets() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     let (k, r) = (kafka().await, redis().await);
     let c = Cluster::start(&k.bootstrap, &r.url, 1).await;
     let _projector = c.spawn_projector();

@@ -18,7 +18,7 @@ async fn cluster(nodes: usize) -> (Cluster, tokio::task::JoinHandle<()>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_on_a_validate_and_introspect_on_b() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     let (c, _p) = cluster(2).await;
     let token = c.client_credentials(0).await;
     assert_eq!(c.data(1, &token).await, 200);
@@ -51,7 +51,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoke_on_a_is_rejected_on_b_within_a_bound() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     const N: usize = 300;
     let (c, _p) = cluster(2).await;
     let mut tokens = Vec::with_capacity(N);
@@ -95,7 +95,7 @@ async fn revoke_on_a_is_rejected_on_b_within_a_bound() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_revocation_is_rejected_everywhere_when_it_answers() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     let (c, _p) = cluster(2).await;
     for _ in 0..20 {
         let t = c.client_credentials(0).await;
@@ -131,7 +131,7 @@ async fn strict_revocation_is_rejected_everywhere_when_it_answers() {
 /// node at once, no family minted before it can refresh, and a grant begun after it works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_revoke_covers_every_token_on_every_partition_and_stops_refresh() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     let (c, _p) = cluster(2).await;
     let c = std::sync::Arc::new(c);
     let issued = futures::future::join_all((0..200).map(|i| {
@@ -188,7 +188,7 @@ async fn client_revoke_covers_every_token_on_every_partition_and_stops_refresh()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subject_revoke_rejects_every_token_on_every_node() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     let (c, _p) = cluster(2).await;
     let mut tokens = Vec::new();
     for i in [0, 0, 1, 1, 0] {
@@ -219,7 +219,7 @@ async fn subject_revoke_rejects_every_token_on_every_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_resource_server_verifies_with_jwks_and_redis() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     let (c, _p) = cluster(1).await;
     let settings = tokend_resource_server::Settings {
         issuer: c.nodes[0].clone(),
@@ -346,7 +346,7 @@ async fn code_from(c: &Cluster, i: usize, query: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_code_issued_on_a_is_redeemed_on_b_once() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     let (c, _p) = cluster(2).await;
     let code = code_from(&c, 0, CODE_QUERY).await;
     let form = redeem_form(&code);
@@ -371,7 +371,7 @@ async fn a_code_issued_on_a_is_redeemed_on_b_once() {
 /// (RFC 6749 4.1.2, RFC 9700 rotation; a lost race within the grace is not theft).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_uses_of_one_refresh_token_or_code_have_exactly_one_winner() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     let (c, _p) = cluster(2).await;
     for round in 0..8 {
         let session = c.password_grant(round % 2).await;
@@ -433,7 +433,7 @@ async fn concurrent_uses_of_one_refresh_token_or_code_have_exactly_one_winner() 
 
 #[tokio::test]
 async fn concurrent_registrations_of_one_name_have_exactly_one_winner() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     let (c, _p) = cluster(2).await;
     for round in 0..4 {
         let id = format!("dup-client-{round}");

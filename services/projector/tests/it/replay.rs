@@ -75,7 +75,7 @@ async fn logged_jtis(c: &Cluster) -> HashSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_projector_converges_to_a_clean_replay_and_a_wipe_rebuilds_it() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     let (k, r) = (kafka().await, redis().await);
     let c = Arc::new(Cluster::start(&k.bootstrap, &r.url, 1).await);
     let mut projector = c.spawn_projector();
@@ -132,7 +132,7 @@ async fn killed_projector_converges_to_a_clean_replay_and_a_wipe_rebuilds_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_delivery_changes_nothing() {
-    let _limit = tokend_testkit::time_limit(LIMIT_SECS);
+    tokend_testkit::time_limit(LIMIT_SECS);
     let (k, r) = (kafka().await, redis().await);
     let c = Arc::new(Cluster::start(&k.bootstrap, &r.url, 1).await);
     let projector = c.spawn_projector();

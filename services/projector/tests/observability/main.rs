@@ -146,7 +146,7 @@ async fn traces_of(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboards_and_alerts_have_data_from_a_real_prometheus_and_nothing_leaks() {
-    let _limit = tokend_testkit::time_limit(300);
+    tokend_testkit::time_limit(300);
     let rules = workspace().join("infra/observability/prometheus");
     promtool(&["check", "config", "prometheus.yml"], &rules);
     promtool(&["test", "rules", "alerts.test.yml"], &rules);

@@ -82,10 +82,7 @@ impl KafkaKeyLog {
 }
 
 /// Applies new key records until the manager is dropped.
-async fn follow(
-    reader: tokend_kafka::rdkafka::consumer::StreamConsumer,
-    manager: Weak<KeyManager>,
-) {
+async fn follow(reader: tokend_kafka::Reader, manager: Weak<KeyManager>) {
     loop {
         let received = tokio::time::timeout(Duration::from_secs(1), reader.recv()).await;
         let Some(m) = manager.upgrade() else { return };

@@ -259,7 +259,7 @@ async fn the_embedded_node_rotates_its_keys_on_schedule() {
 #[tokio::test]
 async fn a_kek_change_keeps_keys_client_secrets_and_tokens_and_the_old_kek_is_then_refused() {
     use tokend_jwt::Kek;
-    let _limit = tokend_testkit::time_limit(60);
+    tokend_testkit::time_limit(60);
     let dir = tempfile::tempdir().unwrap();
     let (old, new) = ("aa".repeat(32), "bb".repeat(32));
     let new_id = Kek::parse(&new).unwrap().id();
