@@ -2,8 +2,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use ed25519_dalek::{Signer, SigningKey};
-use jsonwebtoken::DecodingKey;
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -24,7 +23,7 @@ pub struct KeyPair {
     signing: SigningKey,
     /// The JOSE header of its access tokens, base64url-encoded once.
     header: String,
-    decoding: DecodingKey,
+    verifying: VerifyingKey,
     x: String,
 }
 
@@ -50,7 +49,8 @@ impl KeyPair {
     }
 
     fn from_signing_key(signing: SigningKey, state: KeyState, created_at_ms: i64) -> Self {
-        let public = signing.verifying_key().to_bytes();
+        let verifying = signing.verifying_key();
+        let public = verifying.to_bytes();
         let x = B64.encode(public);
         let kid = thumbprint(&x);
         let header = serde_json::json!({
@@ -63,7 +63,7 @@ impl KeyPair {
             kid,
             state,
             created_at_ms,
-            decoding: DecodingKey::from_ed_der(&public),
+            verifying,
             signing,
             x,
         }
@@ -110,8 +110,8 @@ impl KeyPair {
         token.push_str(&signature);
         token
     }
-    pub(crate) fn decoding(&self) -> &DecodingKey {
-        &self.decoding
+    pub(crate) fn verifying(&self) -> &VerifyingKey {
+        &self.verifying
     }
 
     /// The public JWK (RFC 8037 OKP).

@@ -1,6 +1,6 @@
 //! Tokens and keys: Ed25519 signing keys (RFC 8037), sealed under an operator's key-encryption
 //! key, a [`Keyring`] of keys in states next / active / retired, RFC 9068 access tokens signed
-//! and verified with `jsonwebtoken` (its `rust_crypto` backend: ed25519-dalek), and the JWKS.
+//! and verified with `ed25519-dalek` (keys held decoded in memory), and the JWKS.
 
 mod claims;
 mod key;
@@ -10,7 +10,6 @@ mod seal;
 mod verify;
 
 pub use claims::{AccessClaims, CLIENT_CREDENTIALS};
-pub use jsonwebtoken::DecodingKey;
 pub use key::{KeyPair, KeyState};
 pub use keyring::{Keyring, KeyringError, SharedKeyring};
 pub use rotation::{Adopted, KeyRecord, PUBLICATION_MARGIN_SECS, Rotation, RotationError};

@@ -155,6 +155,56 @@ fn wrong_issuer_audience_key_or_signature_is_rejected() {
     );
 }
 
+/// Tokens cut, padded or given a signature of the wrong length are refused, never a panic.
+#[test]
+fn damaged_tokens_are_refused() {
+    let ring = ring();
+    let token = ring.sign(&claims(1000, 1600)).unwrap();
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    for bad in [
+        format!("{token}.x"),
+        format!("{signed}."),
+        format!("{signed}.{}", &signature[..signature.len() - 2]),
+        format!("{signed}.{signature}AAAA"),
+        format!("{signed}.{signature}="),
+        format!("{signed}.!{}", &signature[1..]),
+        format!("{}.{signature}", signed.split_once('.').unwrap().0),
+    ] {
+        let refused = policy().verify(&ring, &bad, 1100);
+        assert!(
+            matches!(refused, Err(VerifyError::Malformed | VerifyError::Invalid)),
+            "{bad}: {refused:?}"
+        );
+    }
+}
+
+/// An independent implementation (`jsonwebtoken`) accepts what this one signs, and this one
+/// accepts the RFC 8037 A.4 signature under the RFC's public key.
+#[test]
+fn tokens_verify_under_an_independent_implementation() {
+    let ring = ring();
+    let token = ring.sign(&claims(1000, 1600)).unwrap();
+    let x = ring.active().unwrap().x().to_owned();
+    let key = DecodingKey::from_ed_components(&x).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(Algorithm::EdDSA);
+    validation.validate_exp = false;
+    validation.set_audience(&["api"]);
+    let theirs = jsonwebtoken::decode::<AccessClaims>(&token, &key, &validation).unwrap();
+    assert_eq!(theirs.claims, claims(1000, 1600));
+
+    let jwks = serde_json::json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "rfc", "x": RFC8037_X}]});
+    let keys = PublicKeySet::from_jwks(&jwks);
+    let vk = keys.verifying_key("rfc").unwrap();
+    let sig: [u8; 64] = B64.decode(RFC8037_SIGNATURE).unwrap().try_into().unwrap();
+    assert!(
+        vk.verify_strict(
+            RFC8037_SIGNING_INPUT.as_bytes(),
+            &ed25519_dalek::Signature::from_bytes(&sig)
+        )
+        .is_ok()
+    );
+}
+
 #[test]
 fn other_algorithms_and_types_are_refused() {
     let ring = ring();
@@ -176,7 +226,14 @@ fn other_algorithms_and_types_are_refused() {
     let none = forge(serde_json::json!({"alg": "none", "typ": "at+jwt", "kid": kid}));
     assert_eq!(
         policy().verify(&ring, &none, 1100),
-        Err(VerifyError::Malformed)
+        Err(VerifyError::Algorithm)
+    );
+    let crit =
+        forge(serde_json::json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid, "crit": ["exp"]}));
+    assert_eq!(
+        policy().verify(&ring, &crit, 1100),
+        Err(VerifyError::Malformed),
+        "an extension this verifier does not know must not be passed over"
     );
     let jwt = forge(serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": kid}));
     assert_eq!(policy().verify(&ring, &jwt, 1100), Err(VerifyError::Type));

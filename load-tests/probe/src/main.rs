@@ -132,8 +132,10 @@ async fn main() -> anyhow::Result<()> {
         rejected.push(r);
         answered.push(a);
     }
+    let rejected_ms: Vec<f64> = rejected.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
     let figures = serde_json::json!({
         "samples": probe.args.samples,
+        "rejected_ms": rejected_ms,
         "nodes": probe.args.nodes.len(),
         "rejected_everywhere_after_revoke": percentiles(rejected),
         "revoke_call": percentiles(answered),

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# The headline figures, side by side with the comparison targets measured in the same run:
+#   load-tests/compare.sh [--duration 10] [--connections 64] [--targets embedded,cluster]
+#                         [--samples 200] [--no-build] [--debug]
+# Builds and starts, on 127.0.0.1 only: the bare reference (reference-server: sign only, verify
+# only), the seed tutorial's service (load-tests/targets/seed_app.py under gunicorn, two
+# workers), an embedded node, then the local cluster stack (Redis, Kafka, a projector, two
+# nodes). Drives each with loadgen (closed model: as fast as answered, over keep-alive
+# connections, after a 2 s warm-up), records the CPU the generator and the target used, runs
+# the propagation probe on the cluster, and writes load-tests/out/compare-TIME/: one JSON per
+# run, report.md (a table with "× bare" and "× seed" columns) and SVG plots.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+duration=10 connections=64 samples=200 build=yes profile=release which=embedded,cluster
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --duration) duration="$2"; shift 2 ;;
+    --connections) connections="$2"; shift 2 ;;
+    --targets) which="$2"; shift 2 ;;
+    --samples) samples="$2"; shift 2 ;;
+    --no-build) build=no; shift ;;
+    --debug) profile=debug; shift ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+flag=(); [ "$profile" = release ] && flag=(--release)
+if [ "$build" = yes ]; then
+  (cd "$root" && cargo build -q "${flag[@]}" -p tokend -p tokend-projector -p tokend-loadgen -p tokend-propagation-probe)
+fi
+bin="$root/target/$profile"
+venv="$("$root/load-tests/targets/install-seed.sh")"
+out="$root/load-tests/out/compare-$(date -u +%Y%m%dT%H%M%SZ)"
+work="$(mktemp -d)"
+mkdir -p "$out"
+pids=()
+stack=no
+teardown() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ "$stack" = no ] || LOCAL_STACK_DIR="$work/stack" "$root/infra/scripts/local-stack.sh" stop >/dev/null
+  rm -rf "$work"
+}
+trap teardown EXIT
+
+port() { echo $((20000 + RANDOM % 20000)); }
+ready() { # ready URL LOG
+  for _ in $(seq 1 240); do
+    curl -fs "$1/readyz" >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  echo "$1 did not become ready; its log:" >&2
+  tail -20 "$2" >&2
+  exit 1
+}
+runs=()
+measure() { # measure NAME SCENARIO PIDS ARGS...: one loadgen run, its JSON kept for the report
+  local name="$1" scenario="$2" watch="$3"
+  shift 3
+  local w=()
+  for p in $watch; do w+=(--watch-pid "$p"); done
+  "$bin/loadgen" run --scenario "$scenario" --label "$name" --duration "$duration" \
+    --connections "$connections" "${w[@]}" --json "$out/$name.json" "$@"
+  runs+=("$out/$name.json")
+}
+field() { awk -v k="$1" '$1 == k { print $2; exit }' "$2"; }
+
+# The references, measured first (idle while the rest runs).
+ref_port=$(port)
+"$bin/reference-server" --listen "127.0.0.1:$ref_port" >"$work/reference.log" 2>&1 &
+pids+=($!); ref_pid=$!
+seed_port=$(port)
+(cd "$root/load-tests/targets" && exec "$venv/bin/gunicorn" --bind "127.0.0.1:$seed_port" \
+  --workers 2 --worker-class gthread --threads 8 --keep-alive 5 seed_app:app) >"$work/seed.log" 2>&1 &
+pids+=($!); seed_pid=$!
+ready "http://127.0.0.1:$ref_port" "$work/reference.log"
+ready "http://127.0.0.1:$seed_port" "$work/seed.log"
+seed_all="$seed_pid $(pgrep -P "$seed_pid" | tr '\n' ' ')"
+measure bare-sign sign "$ref_pid" --target "http://127.0.0.1:$ref_port"
+measure bare-verify verify "$ref_pid" --target "http://127.0.0.1:$ref_port"
+measure seed-login seed-login "$seed_all" --target "http://127.0.0.1:$seed_port"
+measure seed-data seed-data "$seed_all" --target "http://127.0.0.1:$seed_port"
+
+export TOKEND_RATE_LIMIT__ENABLED=false
+if [[ ",$which," == *",embedded,"* ]]; then
+  node_port=$(port)
+  TOKEND_SERVER__LISTEN_ADDR="127.0.0.1:$node_port" TOKEND_STORAGE__DATA_DIR="$work/node" TOKEND_SEED__DEMO=true \
+    "$bin/tokend" >"$work/tokend.log" 2>&1 &
+  pids+=($!); node_pid=$!
+  node="http://127.0.0.1:$node_port"
+  ready "$node" "$work/tokend.log"
+  export CLIENT_ID="$(field client_id "$work/tokend.log")" CLIENT_SECRET="$(field client_secret "$work/tokend.log")"
+  measure embedded-issue issue "$node_pid" --target "$node"
+  measure embedded-validate validate "$node_pid" --target "$node"
+  measure embedded-introspect introspect "$node_pid" --target "$node"
+  kill "$node_pid"
+fi
+
+if [[ ",$which," == *",cluster,"* ]]; then
+  stack=yes
+  LOCAL_STACK_DIR="$work/stack" "$root/infra/scripts/local-stack.sh" start >/dev/null
+  ready http://127.0.0.1:8081 "$work/stack/tokend-1.log"
+  ready http://127.0.0.1:8082 "$work/stack/tokend-2.log"
+  export CLIENT_ID="$(field client_id "$work/stack/tokend-1.log")" CLIENT_SECRET="$(field client_secret "$work/stack/tokend-1.log")"
+  nodes="$(cat "$work/stack/tokend-1.pid") $(cat "$work/stack/tokend-2.pid")"
+  everything="$nodes $(cat "$work/stack/projector.pid") $(cat "$work/stack/redis.pid") $(cat "$work/stack/kafka.pid")"
+  measure cluster-issue issue "$everything" --target http://127.0.0.1:8081 --target http://127.0.0.1:8082
+  # Validation on a node that did not issue the tokens.
+  measure cluster-validate validate "$(cat "$work/stack/tokend-2.pid") $(cat "$work/stack/redis.pid")" \
+    --target http://127.0.0.1:8082 --issuer http://127.0.0.1:8081
+  measure cluster-introspect introspect "$(cat "$work/stack/tokend-2.pid") $(cat "$work/stack/redis.pid")" \
+    --target http://127.0.0.1:8082 --issuer http://127.0.0.1:8081
+  "$bin/propagation-probe" --nodes http://127.0.0.1:8081,http://127.0.0.1:8082 --client-id "$CLIENT_ID" \
+    --samples "$samples" --json "$out/probe.json"
+fi
+
+probe=()
+[ -f "$out/probe.json" ] && probe=(--probe "$out/probe.json")
+"$bin/loadgen" report --out "$out" "${probe[@]}" "${runs[@]}"
+{
+  echo
+  echo "Run $(date -u +%Y-%m-%dT%H:%MZ), commit $(cd "$root" && git rev-parse --short HEAD), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), ${profile} build,"
+  echo "\`load-tests/compare.sh --duration $duration --connections $connections --targets $which\`; generator: loadgen, one thread, on the same cores."
+} >>"$out/report.md"
+echo "report: $out/report.md"

@@ -1,0 +1,115 @@
+//! The bare reference the token service is measured against in the same run: an axum server
+//! that only signs (`POST /sign`: claims of the same shape as an access token, signed with an
+//! Ed25519 key held in memory) and only verifies (`GET /verify`: the bearer token's signature
+//! with the public key held in memory, and its expiry). No client, no store, no log: what a
+//! node cannot beat, since it does this and more.
+//!
+//! `reference-server --listen 127.0.0.1:9090`
+#![allow(clippy::print_stdout, reason = "it says where it listens")]
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use clap::Parser;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    listen: std::net::SocketAddr,
+}
+
+struct Keys {
+    signing: SigningKey,
+    verifying: VerifyingKey,
+    header: String,
+}
+
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a reference server keeps no domain clock"
+)]
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn sign(keys: axum::extract::State<Arc<Keys>>) -> Response {
+    let iat = now_secs();
+    let claims = serde_json::json!({
+        "iss": "http://127.0.0.1", "sub": "demo-client", "aud": ["api"],
+        "client_id": "demo-client", "scope": "read", "iat": iat, "exp": iat + 900,
+        "jti": uuid::Uuid::new_v4().simple().to_string(),
+    });
+    let mut token = keys.header.clone();
+    token.push('.');
+    B64.encode_string(claims.to_string(), &mut token);
+    let signature = keys.signing.sign(token.as_bytes());
+    token.push('.');
+    B64.encode_string(signature.to_bytes(), &mut token);
+    let body = serde_json::json!({
+        "access_token": token, "token_type": "Bearer", "expires_in": 900,
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn verified(keys: &Keys, headers: &HeaderMap) -> Option<()> {
+    let token = headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")?;
+    let (signed, signature) = token.rsplit_once('.')?;
+    let signature = Signature::from_slice(&B64.decode(signature).ok()?).ok()?;
+    keys.verifying.verify(signed.as_bytes(), &signature).ok()?;
+    let payload = B64.decode(signed.split_once('.')?.1).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&payload).ok()?;
+    (claims["exp"].as_u64()? > now_secs()).then_some(())
+}
+
+async fn verify(keys: axum::extract::State<Arc<Keys>>, headers: HeaderMap) -> Response {
+    match verified(&keys, &headers) {
+        Some(()) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"ok":true}"#,
+        )
+            .into_response(),
+        None => StatusCode::UNAUTHORIZED.into_response(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(
+        args.listen.ip().is_loopback(),
+        "listen on a loopback address"
+    );
+    let signing = SigningKey::generate(&mut rand::rngs::OsRng);
+    let header = B64.encode(r#"{"typ":"at+jwt","alg":"EdDSA","kid":"reference"}"#);
+    let keys = Arc::new(Keys {
+        verifying: signing.verifying_key(),
+        signing,
+        header,
+    });
+    let app = Router::new()
+        .route("/sign", post(sign))
+        .route("/verify", get(verify))
+        .route("/readyz", get(|| async { "ok" }))
+        .with_state(keys);
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    println!("reference-server listening on {}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
+}
