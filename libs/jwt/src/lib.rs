@@ -2,6 +2,7 @@
 //! key, a [`Keyring`] of keys in states next / active / retired, RFC 9068 access tokens signed
 //! and verified with `ed25519-dalek` (keys held decoded in memory), and the JWKS.
 
+mod cache;
 mod claims;
 mod key;
 mod keyring;
@@ -9,6 +10,7 @@ mod rotation;
 mod seal;
 mod verify;
 
+pub use cache::{VERIFIED_TOKENS_DEFAULT, VerifiedTokens};
 pub use claims::{AccessClaims, CLIENT_CREDENTIALS};
 pub use key::{KeyPair, KeyState};
 pub use keyring::{Keyring, KeyringError, SharedKeyring};

@@ -280,3 +280,62 @@ fn empty_audience_list_accepts_any_audience() {
     p.audiences.clear();
     assert!(p.verify(&ring, &token, 1100).is_ok());
 }
+
+/// A token seen again is answered from the cache, but its times are checked again, a key no
+/// longer known sends it back to full verification, and a token differing anywhere misses.
+#[test]
+fn verified_tokens_are_reused_only_while_they_would_still_verify() {
+    let ring = ring();
+    let token = ring.sign(&claims(1000, 1600)).unwrap();
+    let cache = VerifiedTokens::new(16);
+    let calls = std::cell::Cell::new(0);
+    let check = |token: &str, now: i64, known: bool| {
+        cache.verify(
+            &policy(),
+            token,
+            now,
+            |_| known,
+            || {
+                calls.set(calls.get() + 1);
+                policy().verify(&ring, token, now)
+            },
+        )
+    };
+    let first = check(&token, 1100, true).unwrap();
+    assert_eq!(check(&token, 1200, true).unwrap(), first);
+    assert_eq!(calls.get(), 1, "the second check was a lookup");
+    assert_eq!(check(&token, 1605, true), Err(VerifyError::Expired));
+    assert_eq!(check(&token, 994, true), Err(VerifyError::NotYetValid));
+    assert_eq!(calls.get(), 1);
+
+    assert_eq!(check(&token, 1100, false).unwrap(), first);
+    assert_eq!(calls.get(), 2, "an unknown key means a full verification");
+
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    let (header, _) = signed.split_once('.').unwrap();
+    let mut body = claims(1000, 1600);
+    body.scope = "admin".into();
+    let forged = format!(
+        "{header}.{}.{signature}",
+        B64.encode(serde_json::to_vec(&body).unwrap())
+    );
+    assert_eq!(check(&forged, 1100, true), Err(VerifyError::Invalid));
+    assert_eq!(calls.get(), 3);
+
+    let off = VerifiedTokens::new(0);
+    for _ in 0..2 {
+        off.verify(
+            &policy(),
+            &token,
+            1100,
+            |_| true,
+            || {
+                calls.set(calls.get() + 1);
+                policy().verify(&ring, &token, 1100)
+            },
+        )
+        .unwrap();
+    }
+    assert_eq!(calls.get(), 5, "capacity 0 keeps nothing");
+    assert!(off.is_empty());
+}

@@ -179,12 +179,18 @@ impl VerifyPolicy {
             return Err(VerifyError::Invalid);
         }
         claims.kid = kid;
+        self.check_times(&claims, now_secs)?;
+        Ok(claims)
+    }
+
+    /// `exp` and `nbf` (or `iat`) against `now_secs`, with the leeway.
+    pub fn check_times(&self, claims: &AccessClaims, now_secs: i64) -> Result<(), VerifyError> {
         if claims.exp + self.leeway_secs <= now_secs {
             return Err(VerifyError::Expired);
         }
         if claims.nbf.unwrap_or(claims.iat) - self.leeway_secs > now_secs {
             return Err(VerifyError::NotYetValid);
         }
-        Ok(claims)
+        Ok(())
     }
 }

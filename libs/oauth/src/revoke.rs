@@ -45,8 +45,15 @@ impl TokenService {
             audiences: Vec::new(),
             leeway_secs: self.settings.leeway_secs,
         };
-        policy
-            .verify(&*self.keys.read(), token, self.clock.now_secs())
+        let now = self.clock.now_secs();
+        self.verified
+            .verify(
+                &policy,
+                token,
+                now,
+                |kid| self.keys.read().get(kid).is_some(),
+                || policy.verify(&*self.keys.read(), token, now),
+            )
             .ok()
     }
 

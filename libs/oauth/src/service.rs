@@ -38,6 +38,8 @@ pub struct Settings {
     /// end that eats memory and starves token issuance.
     pub password_checks: usize,
     pub password_check_queue: usize,
+    /// Access tokens kept verified for introspection and revocation (0: none).
+    pub verified_tokens: usize,
 }
 
 pub struct TokenService {
@@ -47,6 +49,8 @@ pub struct TokenService {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) hasher: SecretHasher,
     pub(crate) settings: Settings,
+    /// This issuer's access tokens verified before (introspection, revocation).
+    pub(crate) verified: tokend_jwt::VerifiedTokens,
     /// Admission (running + waiting) and running slots for argon2 work.
     password_admission: Arc<tokio::sync::Semaphore>,
     password_running: Arc<tokio::sync::Semaphore>,
@@ -88,6 +92,7 @@ impl TokenService {
         settings: Settings,
     ) -> Self {
         let running = settings.password_checks.max(1);
+        let verified = tokend_jwt::VerifiedTokens::new(settings.verified_tokens);
         Self {
             password_admission: Arc::new(tokio::sync::Semaphore::new(
                 running + settings.password_check_queue,
@@ -99,6 +104,7 @@ impl TokenService {
             clock,
             hasher,
             settings,
+            verified,
         }
     }
 

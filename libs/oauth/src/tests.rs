@@ -87,6 +87,7 @@ impl Harness {
                 refresh_reuse_grace_secs: 10,
                 password_checks: 2,
                 password_check_queue: 8,
+                verified_tokens: tokend_jwt::VERIFIED_TOKENS_DEFAULT,
             },
         );
         let reg = svc

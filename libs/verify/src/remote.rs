@@ -222,6 +222,15 @@ impl KeySet for RemoteKeys {
         policy.verify(&cached.keys, token, now_secs)
     }
 
+    fn knows(&self, kid: &str) -> bool {
+        self.inner
+            .cached
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys
+            .contains(kid)
+    }
+
     fn refresh_if_stale(&self) {
         let stale = {
             let cached = self

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokend_domain::Clock;
 use tokend_domain::model::RevocationQuery;
-use tokend_jwt::{AccessClaims, SharedKeyring, VerifyError, VerifyPolicy};
+use tokend_jwt::{AccessClaims, SharedKeyring, VerifiedTokens, VerifyError, VerifyPolicy};
 
 /// What the revocation rule needs of a verified token: its `jti`, family (`sid`), subject,
 /// client, the start of its grant and the key that signed it.
@@ -30,6 +30,10 @@ pub trait KeySet: Send + Sync {
         now_secs: i64,
     ) -> Result<AccessClaims, VerifyError>;
 
+    /// Whether a key of this `kid` is in the set now (a cached verification holds only while
+    /// its key does).
+    fn knows(&self, kid: &str) -> bool;
+
     /// Called before each verification, and must not wait: a cached remote key set starts a
     /// background refetch once expired and keeps serving what it has.
     fn refresh_if_stale(&self) {}
@@ -50,6 +54,10 @@ impl KeySet for SharedKeyring {
         now_secs: i64,
     ) -> Result<AccessClaims, VerifyError> {
         policy.verify(&*self.read(), token, now_secs)
+    }
+
+    fn knows(&self, kid: &str) -> bool {
+        self.read().get(kid).is_some()
     }
 }
 
@@ -90,6 +98,8 @@ pub struct Verifier {
     revocation: Arc<dyn RevocationCheck>,
     policy: VerifyPolicy,
     clock: Arc<dyn Clock>,
+    /// Tokens whose signature was checked before (see [`VerifiedTokens`]).
+    verified: VerifiedTokens,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -112,17 +122,33 @@ impl Verifier {
             revocation,
             policy,
             clock,
+            verified: VerifiedTokens::default(),
         }
+    }
+
+    /// Keeps at most `capacity` verified tokens (0: none; default
+    /// [`VERIFIED_TOKENS_DEFAULT`](tokend_jwt::VERIFIED_TOKENS_DEFAULT)).
+    #[must_use]
+    pub fn with_verified_tokens(mut self, capacity: usize) -> Self {
+        self.verified = VerifiedTokens::new(capacity);
+        self
     }
 
     pub fn policy(&self) -> &VerifyPolicy {
         &self.policy
     }
 
-    /// Signature and claims only, no revocation lookup.
+    /// Signature and claims only, no revocation lookup (a token verified before and still in
+    /// the cache costs a lookup).
     pub fn check_signature(&self, token: &str) -> Result<AccessClaims, VerifyError> {
-        self.keys
-            .verify_token(&self.policy, token, self.clock.now_secs())
+        let now = self.clock.now_secs();
+        self.verified.verify(
+            &self.policy,
+            token,
+            now,
+            |kid| self.keys.knows(kid),
+            || self.keys.verify_token(&self.policy, token, now),
+        )
     }
 
     /// The whole check; its outcome is counted (`tokend.validations`, by outcome).

@@ -143,6 +143,9 @@ pub struct Tokens {
     /// theft: a retry (it is rotated again) or a lost race (`invalid_grant`, the grant lives
     /// on). 0: every second use revokes the grant.
     pub refresh_reuse_grace_secs: i64,
+    /// Access tokens a node keeps verified (a token presented again costs a lookup, not a
+    /// signature check; revocation is still checked every time). About 1 KB each; 0: none.
+    pub verified_tokens: usize,
 }
 
 impl Default for Tokens {
@@ -157,6 +160,7 @@ impl Default for Tokens {
             code_ttl_secs: 60,
             session_ttl_secs: 8 * 3600,
             refresh_reuse_grace_secs: 10,
+            verified_tokens: tokend_jwt::VERIFIED_TOKENS_DEFAULT,
         }
     }
 }

@@ -73,6 +73,7 @@ impl Node {
             refresh_reuse_grace_secs: config.tokens.refresh_reuse_grace_secs,
             password_checks: config.grants.password_checks(),
             password_check_queue: config.grants.password_check_queue,
+            verified_tokens: config.tokens.verified_tokens,
         };
         let service = Arc::new(TokenService::new(
             backends.log,
@@ -87,16 +88,19 @@ impl Node {
         } else {
             None
         };
-        let verifier = Arc::new(Verifier::new(
-            keyring.clone(),
-            Arc::new(http::ServiceRevocation(service.clone())),
-            VerifyPolicy {
-                issuer: config.tokens.issuer.clone(),
-                audiences: vec![config.tokens.resource_audience.clone()],
-                leeway_secs: config.tokens.leeway_secs,
-            },
-            clock.clone(),
-        ));
+        let verifier = Arc::new(
+            Verifier::new(
+                keyring.clone(),
+                Arc::new(http::ServiceRevocation(service.clone())),
+                VerifyPolicy {
+                    issuer: config.tokens.issuer.clone(),
+                    audiences: vec![config.tokens.resource_audience.clone()],
+                    leeway_secs: config.tokens.leeway_secs,
+                },
+                clock.clone(),
+            )
+            .with_verified_tokens(config.tokens.verified_tokens),
+        );
         let admin_token = config::secret(
             config.admin.token.as_deref(),
             config.admin.token_file.as_deref(),
