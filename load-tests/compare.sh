@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # The headline figures, side by side with the comparison targets measured in the same run:
 #   load-tests/compare.sh [--duration 10] [--connections 64] [--targets embedded,cluster]
-#                         [--samples 200] [--no-build] [--debug]
+#                         [--samples 200] [--no-build] [--debug] [--strict]
 # Builds and starts, on 127.0.0.1 only: the bare reference (reference-server: sign only, verify
 # only), the seed tutorial's service (load-tests/targets/seed_app.py under gunicorn, two
 # workers), an embedded node, then the local cluster stack (Redis, Kafka, a projector, two
 # nodes). Drives each with loadgen (closed model: as fast as answered, over keep-alive
 # connections, after a 2 s warm-up), records the CPU the generator and the target used, runs
 # the propagation probe on the cluster, and writes load-tests/out/compare-TIME/: one JSON per
-# run, report.md (a table with "× bare" and "× seed" columns) and SVG plots.
+# run, report.md (a table with "× bare" and "× seed" columns) and SVG plots. --strict fails
+# the run (after the report) when any answer failed or was wrong (the CI smoke uses it).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-duration=10 connections=64 samples=200 build=yes profile=release which=embedded,cluster
+duration=10 connections=64 samples=200 build=yes profile=release which=embedded,cluster strict=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) duration="$2"; shift 2 ;;
@@ -20,6 +21,7 @@ while [ $# -gt 0 ]; do
     --samples) samples="$2"; shift 2 ;;
     --no-build) build=no; shift ;;
     --debug) profile=debug; shift ;;
+    --strict) strict=(--strict); shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -114,10 +116,9 @@ fi
 
 probe=()
 [ -f "$out/probe.json" ] && probe=(--probe "$out/probe.json")
-"$bin/loadgen" report --out "$out" "${probe[@]}" "${runs[@]}"
-{
-  echo
-  echo "Run $(date -u +%Y-%m-%dT%H:%MZ), commit $(cd "$root" && git rev-parse --short HEAD), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), ${profile} build,"
-  echo "\`load-tests/compare.sh --duration $duration --connections $connections --targets $which\`; generator: loadgen, one thread, on the same cores."
-} >>"$out/report.md"
+note="Run $(date -u +%Y-%m-%dT%H:%MZ), commit $(cd "$root" && git rev-parse --short HEAD), $(nproc) cores \
+($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $profile build: \
+\`load-tests/compare.sh --duration $duration --connections $connections --targets $which\`; \
+generator: loadgen, one thread, on the same cores."
+"$bin/loadgen" report --out "$out" --note "$note" "${strict[@]}" "${probe[@]}" "${runs[@]}"
 echo "report: $out/report.md"

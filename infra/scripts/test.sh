@@ -60,6 +60,7 @@ step "Tests"
 # A hard limit over the whole run: each integration test has its own (it stops its
 # binary with the test's name); this catches a hang outside any test body.
 timeout --kill-after=30 2400 cargo test --workspace --locked
+cleanup # the test binaries' shared brokers live as long as their process; none is needed now
 
 step "Load-test smoke (every scenario for seconds against an embedded node)"
 timeout --kill-after=10 900 load-tests/smoke.sh

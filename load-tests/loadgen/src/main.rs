@@ -45,6 +45,12 @@ enum Command {
         /// The propagation probe's JSON (its samples become a histogram).
         #[arg(long)]
         probe: Option<PathBuf>,
+        /// A line under the report (when, where, with what command).
+        #[arg(long)]
+        note: Option<String>,
+        /// Exit 1 (after writing the report) when any answer failed or was wrong.
+        #[arg(long)]
+        strict: bool,
         /// Runs written by `loadgen run --json`.
         runs: Vec<PathBuf>,
     },
@@ -104,7 +110,13 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             runtime.block_on(run(args))
         }
-        Command::Report { out, probe, runs } => report::write(&out, &runs, probe.as_deref()),
+        Command::Report {
+            out,
+            probe,
+            note,
+            strict,
+            runs,
+        } => report::write(&out, &runs, probe.as_deref(), note.as_deref(), strict),
     }
 }
 

@@ -181,8 +181,15 @@ fn propagation(path: &Path, samples: &[f64]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `report.md`, `throughput.svg`, `latency.svg` and (with a probe) `propagation.svg`.
-pub fn write(out: &Path, paths: &[std::path::PathBuf], probe: Option<&Path>) -> anyhow::Result<()> {
+/// Writes `report.md`, `throughput.svg`, `latency.svg` and (with a probe) `propagation.svg`;
+/// `strict`: then fails when any answer failed or was wrong.
+pub fn write(
+    out: &Path,
+    paths: &[std::path::PathBuf],
+    probe: Option<&Path>,
+    note: Option<&str>,
+    strict: bool,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)?;
     let runs = paths
         .iter()
@@ -218,6 +225,19 @@ pub fn write(out: &Path, paths: &[std::path::PathBuf], probe: Option<&Path>) -> 
             p["max_ms"].as_f64().unwrap_or_default(),
         );
     }
+    if let Some(note) = note {
+        let _ = writeln!(md, "\n{note}");
+    }
     std::fs::write(out.join("report.md"), md)?;
+    let bad: Vec<String> = runs
+        .iter()
+        .filter(|r| r.failed > 0 || r.wrong > 0)
+        .map(|r| format!("{} ({} failed, {} wrong)", r.label, r.failed, r.wrong))
+        .collect();
+    anyhow::ensure!(
+        !strict || bad.is_empty(),
+        "answers failed or wrong in: {}",
+        bad.join(", ")
+    );
     Ok(())
 }
