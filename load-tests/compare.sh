@@ -70,6 +70,8 @@ ref_port=$(port)
 "$bin/reference-server" --listen "127.0.0.1:$ref_port" >"$work/reference.log" 2>&1 &
 pids+=($!); ref_pid=$!
 seed_port=$(port)
+# One secret for both workers (each would otherwise draw its own and refuse the other's tokens).
+export SEED_JWT_SECRET="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 (cd "$root/load-tests/targets" && exec "$venv/bin/gunicorn" --bind "127.0.0.1:$seed_port" \
   --workers 2 --worker-class gthread --threads 8 --keep-alive 5 seed_app:app) >"$work/seed.log" 2>&1 &
 pids+=($!); seed_pid=$!
@@ -82,36 +84,72 @@ measure seed-login seed-login "$seed_all" --target "http://127.0.0.1:$seed_port"
 measure seed-data seed-data "$seed_all" --target "http://127.0.0.1:$seed_port"
 
 export TOKEND_RATE_LIMIT__ENABLED=false
-if [[ ",$which," == *",embedded,"* ]]; then
-  node_port=$(port)
-  TOKEND_SERVER__LISTEN_ADDR="127.0.0.1:$node_port" TOKEND_STORAGE__DATA_DIR="$work/node" TOKEND_SEED__DEMO=true \
-    "$bin/tokend" >"$work/tokend.log" 2>&1 &
+# An embedded node; with NOCACHE=1 it keeps no verified tokens (each validation checks the
+# signature, as for tokens never seen before).
+embedded() { # embedded SUFFIX [NOCACHE]
+  local port log=$work/tokend$1.log
+  port=$(port)
+  TOKEND_SERVER__LISTEN_ADDR="127.0.0.1:$port" TOKEND_STORAGE__DATA_DIR="$work/node$1" TOKEND_SEED__DEMO=true \
+    TOKEND_TOKENS__VERIFIED_TOKENS="${2:-10000}" "$bin/tokend" >"$log" 2>&1 &
   pids+=($!); node_pid=$!
-  node="http://127.0.0.1:$node_port"
-  ready "$node" "$work/tokend.log"
-  export CLIENT_ID="$(field client_id "$work/tokend.log")" CLIENT_SECRET="$(field client_secret "$work/tokend.log")"
+  node="http://127.0.0.1:$port"
+  ready "$node" "$log"
+  export CLIENT_ID="$(field client_id "$log")" CLIENT_SECRET="$(field client_secret "$log")"
+}
+if [[ ",$which," == *",embedded,"* ]]; then
+  embedded ""
+  rss_before=$(awk '/^VmRSS/ { print $2 }' "/proc/$node_pid/status")
   measure embedded-issue issue "$node_pid" --target "$node"
+  rss_after=$(awk '/^VmRSS/ { print $2 }' "/proc/$node_pid/status")
+  # Every token issued in the run is still active (15 min lifetime): the growth of the node's
+  # resident memory over the tokens issued (warm-up included) bounds what one costs.
+  issued=$(curl -fs "$node/metrics" | awk '/^tokend_tokens_issued_total/ { s += $2 } END { print s + 0 }')
+  echo "embedded node RSS: ${rss_before} kB idle, ${rss_after} kB after ${issued} tokens issued" \
+    "($(( (rss_after - rss_before) * 1024 / (issued > 0 ? issued : 1) )) bytes per active token)" | tee "$out/embedded-memory.txt"
   measure embedded-validate validate "$node_pid" --target "$node"
   measure embedded-introspect introspect "$node_pid" --target "$node"
   kill "$node_pid"
+  embedded -nocache 0
+  measure embedded-validate-uncached validate "$node_pid" --target "$node"
+  measure embedded-introspect-uncached introspect "$node_pid" --target "$node"
+  kill "$node_pid"
 fi
 
-if [[ ",$which," == *",cluster,"* ]]; then
+# The local cluster stack, twice: as configured, then with no verified-token cache.
+cluster() { # cluster SUFFIX
   stack=yes
   LOCAL_STACK_DIR="$work/stack" "$root/infra/scripts/local-stack.sh" start >/dev/null
   ready http://127.0.0.1:8081 "$work/stack/tokend-1.log"
   ready http://127.0.0.1:8082 "$work/stack/tokend-2.log"
   export CLIENT_ID="$(field client_id "$work/stack/tokend-1.log")" CLIENT_SECRET="$(field client_secret "$work/stack/tokend-1.log")"
-  nodes="$(cat "$work/stack/tokend-1.pid") $(cat "$work/stack/tokend-2.pid")"
-  everything="$nodes $(cat "$work/stack/projector.pid") $(cat "$work/stack/redis.pid") $(cat "$work/stack/kafka.pid")"
-  measure cluster-issue issue "$everything" --target http://127.0.0.1:8081 --target http://127.0.0.1:8082
+  validator="$(cat "$work/stack/tokend-2.pid") $(cat "$work/stack/redis.pid")"
   # Validation on a node that did not issue the tokens.
-  measure cluster-validate validate "$(cat "$work/stack/tokend-2.pid") $(cat "$work/stack/redis.pid")" \
-    --target http://127.0.0.1:8082 --issuer http://127.0.0.1:8081
-  measure cluster-introspect introspect "$(cat "$work/stack/tokend-2.pid") $(cat "$work/stack/redis.pid")" \
-    --target http://127.0.0.1:8082 --issuer http://127.0.0.1:8081
+  measure "cluster-validate$1" validate "$validator" --target http://127.0.0.1:8082 --issuer http://127.0.0.1:8081
+  measure "cluster-introspect$1" introspect "$validator" --target http://127.0.0.1:8082 --issuer http://127.0.0.1:8081
+}
+stop_cluster() { # and wait (30 s at most) until its processes are gone and their ports free
+  local gone=($(cat "$work"/stack/*.pid))
+  LOCAL_STACK_DIR="$work/stack" "$root/infra/scripts/local-stack.sh" stop >/dev/null
+  for _ in $(seq 1 60); do
+    kill -0 "${gone[@]}" 2>/dev/null || break
+    sleep 0.5
+  done
+  rm -rf "$work/stack"
+  stack=no
+}
+if [[ ",$which," == *",cluster,"* ]]; then
+  cluster ""
+  # Kafka's JVM compiles its produce path during the first tens of seconds (cold, it spent
+  # 150 µs of CPU per record; warm, 40): warm it up as a running cluster would be.
+  "$bin/loadgen" run --scenario issue --label warm-up --duration 20 --warmup 0 \
+    --target http://127.0.0.1:8081 --target http://127.0.0.1:8082 >/dev/null
+  everything="$(cat "$work"/stack/*.pid | tr '\n' ' ')"
+  measure cluster-issue issue "$everything" --target http://127.0.0.1:8081 --target http://127.0.0.1:8082
   "$bin/propagation-probe" --nodes http://127.0.0.1:8081,http://127.0.0.1:8082 --client-id "$CLIENT_ID" \
     --samples "$samples" --json "$out/probe.json"
+  stop_cluster
+  TOKEND_TOKENS__VERIFIED_TOKENS=0 cluster -uncached
+  stop_cluster
 fi
 
 probe=()
@@ -119,6 +157,7 @@ probe=()
 note="Run $(date -u +%Y-%m-%dT%H:%MZ), commit $(cd "$root" && git rev-parse --short HEAD), $(nproc) cores \
 ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $profile build: \
 \`load-tests/compare.sh --duration $duration --connections $connections --targets $which\`; \
-generator: loadgen, one thread, on the same cores."
+generator: loadgen, one thread, on the same cores.
+$(cat "$out/embedded-memory.txt" 2>/dev/null)"
 "$bin/loadgen" report --out "$out" --note "$note" "${strict[@]}" "${probe[@]}" "${runs[@]}"
 echo "report: $out/report.md"

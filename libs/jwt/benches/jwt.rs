@@ -40,6 +40,23 @@ fn bench(c: &mut Criterion) {
     c.bench_function("jwt_verify_eddsa", |b| {
         b.iter(|| policy.verify(&ring, &token, 1_700_000_100))
     });
+    let signature = ed25519_dalek::Signer::sign(&bare, input.as_bytes());
+    let public = bare.verifying_key();
+    c.bench_function("reference_ed25519_verify_only", |b| {
+        b.iter(|| public.verify_strict(input.as_bytes(), &signature))
+    });
+    let cache = tokend_jwt::VerifiedTokens::default();
+    c.bench_function("jwt_verify_seen_before", |b| {
+        b.iter(|| {
+            cache.verify(
+                &policy,
+                &token,
+                1_700_000_100,
+                |kid| ring.get(kid).is_some(),
+                || policy.verify(&ring, &token, 1_700_000_100),
+            )
+        })
+    });
 }
 
 criterion_group!(benches, bench);

@@ -35,7 +35,7 @@ pub(crate) fn producer_config(settings: &KafkaSettings) -> ClientConfig {
         .set("acks", "all")
         .set("max.in.flight.requests.per.connection", "5")
         .set("compression.type", &settings.compression)
-        .set("linger.ms", "1")
+        .set("linger.ms", settings.linger_ms.to_string())
         .set("message.timeout.ms", settings.append_timeout_ms.to_string())
         .set("socket.keepalive.enable", "true");
     c

@@ -21,6 +21,10 @@ pub struct KafkaSettings {
     /// How long an append may wait for the broker's acknowledgement.
     pub append_timeout_ms: u64,
     pub compression: String,
+    /// How long the producer waits to fill a batch (`linger.ms`): longer means fewer, larger
+    /// produce requests (the broker's cost is per request and per partition batch, not per
+    /// record) at the price of that much latency on each issue.
+    pub linger_ms: u32,
 }
 
 impl KafkaSettings {
@@ -44,6 +48,7 @@ impl Default for KafkaSettings {
             min_insync_replicas: 2,
             append_timeout_ms: 5000,
             compression: "lz4".into(),
+            linger_ms: 1,
         }
     }
 }

@@ -21,6 +21,11 @@ fn references(scenario: &str) -> Option<(&'static str, &'static str)> {
     }
 }
 
+/// Whether a scenario is one of the comparison targets'.
+fn references_of_kind(scenario: &str) -> bool {
+    matches!(scenario, "sign" | "verify" | "seed-login" | "seed-data")
+}
+
 fn ratio(run: &Run, runs: &[Run], scenario: &str) -> String {
     runs.iter()
         .find(|r| r.scenario == scenario && r.throughput > 0.0)
@@ -84,7 +89,20 @@ fn throughput(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
     chart
         .draw_series(
             Histogram::horizontal(&chart)
-                .style(BLUE.mix(0.6).filled())
+                .style_func(|i, _| {
+                    // The comparison targets in grey, the token service in blue.
+                    let reference = match i {
+                        SegmentValue::Exact(i) | SegmentValue::CenterOf(i) => runs
+                            .get(*i)
+                            .is_some_and(|r| references_of_kind(&r.scenario)),
+                        SegmentValue::Last => false,
+                    };
+                    if reference {
+                        BLACK.mix(0.35).filled()
+                    } else {
+                        BLUE.mix(0.6).filled()
+                    }
+                })
                 .margin(6)
                 .data(runs.iter().enumerate().map(|(i, r)| (i, r.throughput))),
         )
@@ -94,7 +112,7 @@ fn throughput(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
 }
 
 fn latency(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
-    let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
+    let root = SVGBackend::new(path, (1100, 440)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_error)?;
     let seconds = runs.iter().map(|r| r.timeline.len()).max().unwrap_or(1);
     let highest = runs
@@ -102,10 +120,7 @@ fn latency(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
         .flat_map(|r| r.timeline.iter().map(|s| s.p99_ms))
         .fold(1.0, f64::max);
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "latency per second of the run: p99 (solid), p50 (thin)",
-            ("sans-serif", 18),
-        )
+        .caption("p99 latency in each second of each run", ("sans-serif", 18))
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(50)
@@ -127,15 +142,10 @@ fn latency(path: &Path, runs: &[Run]) -> anyhow::Result<()> {
             .map_err(plot_error)?
             .label(run.label.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
-        chart
-            .draw_series(LineSeries::new(
-                run.timeline.iter().enumerate().map(|(s, x)| (s, x.p50_ms)),
-                color.stroke_width(1),
-            ))
-            .map_err(plot_error)?;
     }
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
