@@ -107,6 +107,11 @@ impl RedisStore {
             .await?
             .ok_or_else(|| StoreError::Unavailable("the generation pointer vanished".into()))?;
         if created {
+            let _: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+                .arg(crate::clients::channel(&self.base))
+                .arg(crate::clients::FLUSH)
+                .query_async(&mut con)
+                .await;
             tracing::warn!(generation = %live, "No projection in Redis (a first start, or its data was lost): started a new generation; readers get 503 until it is complete.");
         }
         self.saw_generation(Some(live.clone()));

@@ -44,6 +44,7 @@
 //! primary with replicas), not Redis Cluster.
 
 mod apply;
+pub mod clients;
 mod generation;
 mod keys;
 mod reads;

@@ -73,12 +73,19 @@ impl StateStore for RedisStore {
     }
 
     async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {
-        Ok(
-            match self.record(Key::Client(client_id.to_owned())).await? {
-                Some(Record::Client(c)) => Some(*c),
-                _ => None,
-            },
-        )
+        let cache = self.clients.as_deref();
+        if let Some(client) = cache.and_then(|c| c.get(client_id)) {
+            return Ok(Some(client));
+        }
+        let epoch = cache.map(|c| c.epoch());
+        let client = match self.record(Key::Client(client_id.to_owned())).await? {
+            Some(Record::Client(c)) => Some(*c),
+            _ => None,
+        };
+        if let (Some(cache), Some(epoch), Some(client)) = (cache, epoch, &client) {
+            cache.keep(epoch, client);
+        }
+        Ok(client)
     }
 
     async fn clients(&self) -> Result<Vec<Client>, StoreError> {

@@ -9,6 +9,9 @@ pub struct RedisSettings {
     pub key_prefix: String,
     /// A command with no answer within this time fails (and the caller answers 503).
     pub response_timeout_ms: u64,
+    /// Client records a token node keeps in memory, kept current by the projector's change
+    /// stream (0: none, every authentication reads Redis). Nodes only.
+    pub client_cache: usize,
 }
 
 impl Default for RedisSettings {
@@ -17,6 +20,7 @@ impl Default for RedisSettings {
             url: "redis://127.0.0.1:6379".into(),
             key_prefix: "tokend".into(),
             response_timeout_ms: 2000,
+            client_cache: 10_000,
         }
     }
 }

@@ -29,6 +29,10 @@ pub struct RedisStore {
     /// The live generation as last seen.
     seen: Arc<RwLock<Option<String>>>,
     pub(crate) write_script: Arc<Script>,
+    /// Where the connection goes (for the client cache's subscription).
+    client: redis::Client,
+    /// A token node's near-cache of client records (none for other users of the store).
+    pub(crate) clients: Option<Arc<crate::clients::ClientCache>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -73,12 +77,33 @@ impl RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(Self {
+            client,
+            clients: None,
             con,
             base: settings.key_prefix.as_str().into(),
             pinned: None,
             seen: Arc::new(RwLock::new(None)),
             write_script: Arc::new(Script::new(include_str!("write.lua"))),
         })
+    }
+
+    /// Keeps up to `capacity` client records in memory, current through the projector's
+    /// change stream (see [`crate::clients`]); 0 keeps none. For token nodes.
+    #[must_use]
+    pub fn with_client_cache(mut self, capacity: usize) -> Self {
+        self.clients = (capacity > 0).then(|| {
+            crate::clients::start(
+                self.client.clone(),
+                crate::clients::channel(&self.base),
+                capacity,
+            )
+        });
+        self
+    }
+
+    /// The client cache, when this handle has one.
+    pub fn client_cache(&self) -> Option<&crate::clients::ClientCache> {
+        self.clients.as_deref()
     }
 
     pub(crate) fn pointer_key(&self) -> String {

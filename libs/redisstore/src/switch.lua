@@ -22,4 +22,6 @@ for _, p in ipairs(offsets) do redis.call('HSET', new_prefix .. 'complete', p, '
 redis.call('SET', new_prefix .. 'ready', '1')
 redis.call('SET', ARGV[1], ARGV[3])
 redis.call('DEL', ARGV[1] .. ':fence')
+-- Nodes' client caches drop everything: they held the old generation's records.
+redis.call('PUBLISH', ARGV[1] .. ':changes', '*')
 return {0, old or '', 0}

@@ -35,7 +35,10 @@ for i = 7, #ARGV, 3 do
     redis.call('SET', key, value, 'EXAT', at)
   end
   if string.sub(key, 1, #client_prefix) == client_prefix then
-    redis.call('SADD', clients, string.sub(key, #client_prefix + 1))
+    local id = string.sub(key, #client_prefix + 1)
+    redis.call('SADD', clients, id)
+    -- Nodes' client caches drop it (a rebuild's generation is not live: its switch flushes).
+    if expected_generation ~= '' then redis.call('PUBLISH', ARGV[1] .. ':changes', id) end
   end
 end
 redis.call('HSET', offsets, ARGV[4], ARGV[6])

@@ -39,7 +39,8 @@ pub async fn open(config: &Config) -> anyhow::Result<Backends> {
                 .context("connecting to Kafka")?;
             let store = RedisStore::connect_with(&config.redis)
                 .await
-                .context("connecting to Redis")?;
+                .context("connecting to Redis")?
+                .with_client_cache(config.redis.client_cache);
             Ok(Backends {
                 log: Arc::new(log),
                 store: Arc::new(store),

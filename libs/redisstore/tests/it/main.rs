@@ -1,6 +1,12 @@
 //! The Redis projection against the pure reference (`tokend_domain::Projection`), on real
 //! Redis in a container (host network, 127.0.0.1); each test under its own key prefix.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::disallowed_methods
+)]
 
 use tokend_domain::model::RevocationQuery;
 use tokend_domain::{Applied, Projection, StateStore, StoreError};
@@ -627,4 +633,125 @@ async fn an_unreachable_redis_is_unavailable_not_a_panic() {
     let port = tokend_testkit::free_port();
     let result = RedisStore::connect(&format!("redis://127.0.0.1:{port}"), "x").await;
     assert!(matches!(result, Err(StoreError::Unavailable(_))));
+}
+
+/// How many `MGET`s (record reads) a Redis has answered.
+async fn record_reads(con: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(con)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_mget:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn until(what: &str, mut done: impl FnMut() -> bool) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{what}: not within 5 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    started.elapsed()
+}
+
+/// A node's client cache answers repeated authentications without Redis, drops a client the
+/// projector changes (on every node, through the change stream), and is not used while its
+/// stream is broken: a change made then is read from Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_cache_follows_the_projector_and_steps_aside_when_its_stream_breaks() {
+    tokend_testkit::time_limit(LIMIT_SECS);
+    let private = tokend_testkit::Redis::start().await; // its command counts are this test's
+    let base = unique("cc");
+    let writer = RedisStore::connect(&private.url, &base).await.unwrap();
+    let nodes = [
+        RedisStore::connect(&private.url, &base)
+            .await
+            .unwrap()
+            .with_client_cache(100),
+        RedisStore::connect(&private.url, &base)
+            .await
+            .unwrap()
+            .with_client_cache(100),
+    ];
+    for node in &nodes {
+        let cache = node.client_cache().unwrap();
+        until("subscribed", || cache.is_live()).await;
+    }
+    let events = script();
+    apply_all(&writer, &events[..2], 2).await;
+    let mut con = redis::Client::open(private.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+
+    for node in &nodes {
+        assert!(!node.client("app").await.unwrap().unwrap().disabled);
+    }
+    let before = record_reads(&mut con).await;
+    for _ in 0..50 {
+        for node in &nodes {
+            assert!(node.client("app").await.unwrap().is_some());
+        }
+    }
+    assert_eq!(
+        record_reads(&mut con).await,
+        before,
+        "repeated authentications are answered from memory"
+    );
+
+    let disable = Event::ClientDisabled(ClientDisabled {
+        client_id: "app".into(),
+        revoked_before_ms: 1,
+    });
+    writer.apply_records(0, 2, &[Some(&disable)]).await.unwrap();
+    for node in &nodes {
+        let started = std::time::Instant::now();
+        loop {
+            if node.client("app").await.unwrap().unwrap().disabled {
+                break;
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        }
+        println!(
+            "a disabled client was seen by a node after {:?}",
+            started.elapsed()
+        );
+    }
+
+    // Break both subscriptions; the change made meanwhile is read from Redis, and each node
+    // steps aside (not live) until it has subscribed again.
+    for node in &nodes {
+        assert!(!node.client("other").await.unwrap().unwrap().disabled); // now cached
+    }
+    let breaks: Vec<u64> = nodes
+        .iter()
+        .map(|n| n.client_cache().unwrap().breaks())
+        .collect();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(killed, 2, "both nodes' subscriptions");
+    let disable = Event::ClientDisabled(ClientDisabled {
+        client_id: "other".into(),
+        revoked_before_ms: 1,
+    });
+    writer.apply_records(0, 3, &[Some(&disable)]).await.unwrap();
+    for (node, before) in nodes.iter().zip(breaks) {
+        let cache = node.client_cache().unwrap();
+        until("the break noticed", || cache.breaks() > before).await;
+        until("subscribed again", || cache.is_live()).await;
+        assert!(node.client("other").await.unwrap().unwrap().disabled);
+    }
 }
