@@ -158,6 +158,6 @@ note="Run $(date -u +%Y-%m-%dT%H:%MZ), commit $(cd "$root" && git rev-parse --sh
 ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $profile build: \
 \`load-tests/compare.sh --duration $duration --connections $connections --targets $which\`; \
 generator: loadgen, one thread, on the same cores.
-$(cat "$out/embedded-memory.txt" 2>/dev/null)"
+$(cat "$out/embedded-memory.txt" 2>/dev/null || true)"
 "$bin/loadgen" report --out "$out" --note "$note" "${strict[@]}" "${probe[@]}" "${runs[@]}"
 echo "report: $out/report.md"
