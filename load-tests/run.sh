@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs one load-test scenario against a target it brings up and tears down itself.
-#   load-tests/run.sh SCENARIO [--target embedded|cluster] [--rate N] [--duration 20s] [--debug]
+#   load-tests/run.sh SCENARIO [--target embedded|cluster] [--rate N] [--duration 20s] [--ramp] [--debug]
 #                              [--no-build]  (use the binaries already built)
 # SCENARIO: issue, validate, introspect, password, revoke, mixed (load-tests/k6/*.js), or
 # probe: the revocation-propagation probe (load-tests/probe), which no load tool measures.
@@ -21,6 +21,7 @@ while [ $# -gt 0 ]; do
     --target) target="$2"; shift 2 ;;
     --rate) k6_env+=(-e "RATE=$2"); shift 2 ;;
     --duration) k6_env+=(-e "DURATION=$2"); shift 2 ;;
+    --ramp) k6_env+=(-e "RAMP=1"); shift ;;
     --debug) profile=debug; shift ;;
     --no-build) build=no; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;

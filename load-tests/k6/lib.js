@@ -86,20 +86,19 @@ export function revoke(base, token, applied) {
 }
 
 /** An open-model scenario: `RATE` iterations per second for `DURATION` (coordinated
- *  omission cannot hide latency: arrivals do not wait for answers). */
+ *  omission cannot hide latency: arrivals do not wait for answers); with `RAMP=1`, the rate
+ *  climbs from 1/s to `RATE` over `DURATION` instead (ramping-arrival-rate: where latency
+ *  starts to climb is the knee). */
 export function openModel(defaultRate, names) {
   const rate = Number(__ENV.RATE || defaultRate);
+  const duration = __ENV.DURATION || '20s';
+  const vus = { preAllocatedVUs: Number(__ENV.VUS || 64), maxVUs: Number(__ENV.MAX_VUS || 512) };
+  const load = __ENV.RAMP === '1'
+    ? { executor: 'ramping-arrival-rate', startRate: 1, timeUnit: '1s', stages: [{ target: rate, duration }], ...vus }
+    : { executor: 'constant-arrival-rate', rate, timeUnit: '1s', duration, ...vus };
   return {
     scenarios: {
-      load: {
-        executor: 'constant-arrival-rate',
-        rate,
-        timeUnit: '1s',
-        duration: __ENV.DURATION || '20s',
-        preAllocatedVUs: Number(__ENV.VUS || 64),
-        maxVUs: Number(__ENV.MAX_VUS || 512),
-        gracefulStop: '5s',
-      },
+      load: { ...load, gracefulStop: '5s' },
     },
     thresholds: {
       http_req_failed: [`rate<${__ENV.MAX_ERROR_RATE || 0.001}`],
