@@ -44,15 +44,7 @@ teardown() {
 trap teardown EXIT
 
 port() { echo $((20000 + RANDOM % 20000)); }
-ready() { # ready URL LOG
-  for _ in $(seq 1 240); do
-    curl -fs "$1/readyz" >/dev/null 2>&1 && return 0
-    sleep 0.5
-  done
-  echo "$1 did not become ready; its log:" >&2
-  tail -20 "$2" >&2
-  exit 1
-}
+. "$root/load-tests/lib.sh"
 runs=()
 measure() { # measure NAME SCENARIO PIDS ARGS...: one loadgen run, its JSON kept for the report
   local name="$1" scenario="$2" watch="$3"
@@ -63,7 +55,6 @@ measure() { # measure NAME SCENARIO PIDS ARGS...: one loadgen run, its JSON kept
     --connections "$connections" "${w[@]}" --json "$out/$name.json" "$@"
   runs+=("$out/$name.json")
 }
-field() { awk -v k="$1" '$1 == k { print $2; exit }' "$2"; }
 
 # The references, measured first (idle while the rest runs).
 ref_port=$(port)

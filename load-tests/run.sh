@@ -40,15 +40,7 @@ teardown() {
 }
 trap teardown EXIT
 
-ready() { # ready URL LOG
-  for _ in $(seq 1 240); do
-    curl -fs "$1/readyz" >/dev/null 2>&1 && return 0
-    sleep 0.5
-  done
-  echo "$1 did not become ready; its log:" >&2
-  tail -20 "$2" >&2
-  exit 1
-}
+. "$root/load-tests/lib.sh"
 
 export TOKEND_RATE_LIMIT__ENABLED=false TOKEND_GRANTS__PASSWORD=true
 case "$target" in
@@ -72,20 +64,19 @@ case "$target" in
   *) echo "target is embedded or cluster" >&2; exit 2 ;;
 esac
 
-field() { awk -v k="$1" '$1 == k { print $2; exit }' "$log"; }
 mkdir -p "$root/load-tests/out"
 summary="$root/load-tests/out/$scenario-$target-$(date -u +%Y%m%dT%H%M%SZ).json"
 if [ "$scenario" = probe ]; then
   cargo_build -p tokend-propagation-probe
   nodes="$targets"; [ "$target" = embedded ] && nodes="$targets,$targets" # one node checks itself
-  CLIENT_SECRET="$(field client_secret)" "$root/target/$profile/propagation-probe"     --nodes "$nodes" --client-id "$(field client_id)" --samples "${SAMPLES:-200}" --json "$summary"
+  CLIENT_SECRET="$(field client_secret "$log")" "$root/target/$profile/propagation-probe"     --nodes "$nodes" --client-id "$(field client_id "$log")" --samples "${SAMPLES:-200}" --json "$summary"
   echo "summary: $summary"
   exit 0
 fi
 k6="$("$root/load-tests/install-k6.sh")"
 /usr/bin/time -f "k6 itself used %U s user + %S s system CPU (%P of one core)" \
   "$k6" run --no-usage-report \
-  -e TARGETS="$targets" -e CLIENT_ID="$(field client_id)" -e CLIENT_SECRET="$(field client_secret)" \
-  -e PASSWORD="$(field password)" -e SCENARIO="$scenario" -e TARGET="$target" -e SUMMARY="$summary" \
+  -e TARGETS="$targets" -e CLIENT_ID="$(field client_id "$log")" -e CLIENT_SECRET="$(field client_secret "$log")" \
+  -e PASSWORD="$(field password "$log")" -e SCENARIO="$scenario" -e TARGET="$target" -e SUMMARY="$summary" \
   "${k6_env[@]}" "$script"
 echo "summary: $summary"
