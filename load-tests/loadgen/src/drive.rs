@@ -250,9 +250,30 @@ pub async fn drive(
             ))
         })
         .collect();
+    let progress = tokio::spawn(progress(counter.clone(), start, window.1));
     let mut total = Tally::new(seconds)?;
     for task in tasks {
         total.merge(&task.await??)?;
     }
+    progress.abort();
     Ok(total)
+}
+
+/// A line a second on stderr while the run lasts: elapsed time and requests sent in the
+/// last second (the warm-up included).
+#[allow(clippy::print_stderr, reason = "the progress display")]
+async fn progress(sent: Arc<AtomicU64>, start: Instant, end: Instant) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    let mut last = 0;
+    while now() < end {
+        tick.tick().await;
+        let total = sent.load(Ordering::Relaxed);
+        eprintln!(
+            "  {:>3.0} s  {:>7} requests/s",
+            (now() - start).as_secs_f64(),
+            total - last
+        );
+        last = total;
+    }
 }
