@@ -81,7 +81,7 @@ embedded() { # embedded SUFFIX [NOCACHE]
   local port log=$work/tokend$1.log
   port=$(port)
   TOKEND_SERVER__LISTEN_ADDR="127.0.0.1:$port" TOKEND_STORAGE__DATA_DIR="$work/node$1" TOKEND_SEED__DEMO=true \
-    TOKEND_TOKENS__VERIFIED_TOKENS="${2:-10000}" "$bin/tokend" >"$log" 2>&1 &
+    env ${2:+TOKEND_TOKENS__VERIFIED_TOKENS=$2} "$bin/tokend" >"$log" 2>&1 &
   pids+=($!); node_pid=$!
   node="http://127.0.0.1:$port"
   ready "$node" "$log"

@@ -151,8 +151,15 @@ async fn subscribe(
     channel: &str,
     cache: &Weak<ClientCache>,
 ) -> redis::RedisResult<()> {
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(channel).await?;
+    let subscribed = tokio::time::timeout(PING_LIMIT, async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        redis::RedisResult::Ok(pubsub)
+    });
+    let Ok(pubsub) = subscribed.await else {
+        return Ok(()); // no answer (a frozen Redis): try again after the backoff
+    };
+    let pubsub = pubsub?;
     let (mut sink, mut messages) = pubsub.split();
     match cache.upgrade() {
         Some(c) => c.set_live(true),

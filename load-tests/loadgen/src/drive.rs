@@ -76,6 +76,9 @@ pub struct Tally {
 
 const MAX_MICROS: u64 = 60_000_000;
 
+/// How long past the window a request in flight is waited for.
+const GRACE: Duration = Duration::from_secs(5);
+
 fn histogram(figures: u8) -> anyhow::Result<Histogram<u64>> {
     Ok(Histogram::new_with_bounds(1, MAX_MICROS, figures)?)
 }
@@ -172,7 +175,13 @@ async fn connection(
             sender = reconnect(&target, end).await?;
         }
         let shot = plan.shot(counter.fetch_add(1, Ordering::Relaxed), &target);
-        let outcome = fire(&mut sender, shot).await;
+        // A target that stops answering cannot hold the run past its window.
+        let Ok(outcome) =
+            tokio::time::timeout_at((end + GRACE).into(), fire(&mut sender, shot)).await
+        else {
+            tally.failed += 1;
+            return Ok(tally);
+        };
         let done = now();
         // From when the request was due: in the open model that includes any wait behind
         // earlier answers.

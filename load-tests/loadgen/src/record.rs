@@ -120,9 +120,8 @@ impl Run {
     ) -> Self {
         let seconds = settings.duration.as_secs_f64();
         let answered = tally.latency.len();
-        let scenario = serde_json::to_value(scenario)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
+        let scenario = clap::ValueEnum::to_possible_value(&scenario)
+            .map(|v| v.get_name().to_owned())
             .unwrap_or_default();
         Self {
             label: label.unwrap_or_else(|| scenario.clone()),

@@ -13,8 +13,7 @@ use hyper::{Method, Request};
 
 use crate::drive::{Plan, Shot, Target};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
     /// `client_credentials` grants (tokend).
     Issue,
@@ -196,7 +195,9 @@ pub async fn prepare(
     );
     let mut tokens = Vec::new();
     if needs_pool {
-        let http = reqwest::Client::new();
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()?;
         let mut made = futures::stream::iter(0..pool.max(1))
             .map(|_| one_token(&http, scenario, issuer, client))
             .buffer_unordered(32);
