@@ -87,6 +87,19 @@ pub trait StateStore: Send + Sync {
     /// Whether the token is revoked (by `jti`, family, subject or client). One round trip.
     async fn is_revoked(&self, query: &RevocationQuery) -> Result<bool, StoreError>;
 
+    /// A barrier for the near-caches of the store's readers, taken once a strict revocation
+    /// has been applied: see [`StateStore::readers_passed`]. A store without near-caches has
+    /// nothing to wait for.
+    async fn reader_barrier(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
+    /// Whether every reader's near-cache that may be answering has read everything applied
+    /// before `barrier` was taken.
+    async fn readers_passed(&self, _barrier: u64) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
     /// Whether the store answers (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -111,14 +111,13 @@ impl TokenService {
             return Ok(());
         }
         let wait = async {
-            let mut pause = std::time::Duration::from_millis(1);
-            loop {
-                if self.store.next_offset(position.partition).await? > position.offset {
-                    return Ok::<(), OAuthError>(());
-                }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(std::time::Duration::from_millis(20));
-            }
+            poll(|| async {
+                Ok(self.store.next_offset(position.partition).await? > position.offset)
+            })
+            .await?;
+            // Applied in Redis; now every node's revocation mirror must have read it too.
+            let barrier = self.store.reader_barrier().await?;
+            poll(|| self.store.readers_passed(barrier)).await
         };
         match tokio::time::timeout(self.settings.applied_timeout, wait).await {
             Ok(result) => result,
@@ -132,6 +131,20 @@ impl TokenService {
             }
         }
     }
+}
+
+/// Asks `done` until it says yes, pausing 1 ms, then twice as long each time up to 20 ms.
+async fn poll<F, Fut>(done: F) -> Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<bool, tokend_domain::StoreError>>,
+{
+    let mut pause = std::time::Duration::from_millis(1);
+    while !done().await? {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(20));
+    }
+    Ok(())
 }
 
 /// Whether a token was ours, and where its revocation landed in the log (if one was needed).

@@ -37,6 +37,15 @@ fn expire_at(record: &Record) -> String {
     }
 }
 
+/// The kind argument of `write.lua`: which near-cache follows the record.
+fn kind(record: &Record) -> &'static str {
+    match record {
+        Record::Client(_) => "c",
+        r if crate::mirror::mirrored(r) => "r",
+        _ => "",
+    }
+}
+
 impl RedisStore {
     /// Applies consecutive records of `partition` from `first`; returns the outcome and how
     /// many records were written.
@@ -86,8 +95,8 @@ impl RedisStore {
             for (key, record) in &changes {
                 invocation.arg(record_key(&prefix, key));
                 match record {
-                    Some(r) => invocation.arg(encode(r)).arg(expire_at(r)),
-                    None => invocation.arg("").arg(0),
+                    Some(r) => invocation.arg(encode(r)).arg(expire_at(r)).arg(kind(r)),
+                    None => invocation.arg("").arg(0).arg(""),
                 };
             }
             let (outcome, now_at): (u8, u64) = invocation

@@ -64,6 +64,15 @@ redis.call('HDEL', prefix .. 'complete', ARGV[3])
 redis.call('DEL', prefix .. 'ready')
 return 1";
 
+/// Makes a generation live when there is none, with the marker that says its revocation
+/// index is whole (every write to it kept the index: the revocation mirror may load it).
+const CREATE: &str = "
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
+  redis.call('SET', ARGV[2], '1')
+  return 1
+end
+return 0";
+
 /// The longest a rebuild may pause writes to the live generation before switching; if the
 /// rebuild dies meanwhile, writes resume by themselves after this.
 pub const FENCE_MS: u64 = 10_000;
@@ -94,22 +103,22 @@ impl RedisStore {
             return Ok(seen);
         }
         let mut con = self.con.clone();
-        let created: bool = redis::cmd("SET")
-            .arg(self.pointer_key())
-            .arg(new_generation_name())
-            .arg("NX")
-            .query_async::<Option<String>>(&mut con)
+        let name = new_generation_name();
+        let created: bool = Script::new(CREATE)
+            .key(self.pointer_key())
+            .arg(&name)
+            .arg(format!("{}index", self.prefix_of(&name)))
+            .invoke_async(&mut con)
             .await
-            .map_err(unavailable)?
-            .is_some();
+            .map_err(unavailable)?;
         let live = self
             .active_generation()
             .await?
             .ok_or_else(|| StoreError::Unavailable("the generation pointer vanished".into()))?;
         if created {
             let _: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-                .arg(crate::clients::channel(&self.base))
-                .arg(crate::clients::FLUSH)
+                .arg(crate::changes::channel(&self.base))
+                .arg(crate::changes::FLUSH)
                 .query_async(&mut con)
                 .await;
             tracing::warn!(generation = %live, "No projection in Redis (a first start, or its data was lost): started a new generation; readers get 503 until it is complete.");
@@ -295,7 +304,9 @@ impl RedisStore {
         let mut con = self.con.clone();
         for key in self.keys_of(&generation).await? {
             let name = key.trim_start_matches(&prefix);
-            if name == "ready" || name == "complete" {
+            // Markers, and the revocation index (its scores are expiry times, which differ
+            // between a replay and the live writes).
+            if matches!(name, "ready" | "complete" | "index" | "revocations") {
                 continue;
             }
             let kind: String = redis::cmd("TYPE")

@@ -18,6 +18,26 @@ pub(crate) fn record_key(prefix: &str, key: &Key) -> String {
     format!("{prefix}{kind}{id}")
 }
 
+/// The key a record name (a Redis key without its generation prefix) stands for.
+pub(crate) fn parse_name(name: &str) -> Option<Key> {
+    type Make = fn(String) -> Key;
+    // Longer prefixes first: "revkid:" before "rev:".
+    const KINDS: [(&str, Make); 9] = [
+        ("client:", Key::Client),
+        ("user:", Key::User),
+        ("fam:", Key::Family),
+        ("rt:", Key::Refresh),
+        ("code:", Key::Code),
+        ("revkid:", Key::RevokedKey),
+        ("rev:", Key::RevokedToken),
+        ("wm:sub:", Key::SubjectWatermark),
+        ("wm:cli:", Key::ClientWatermark),
+    ];
+    KINDS
+        .iter()
+        .find_map(|(prefix, make)| name.strip_prefix(prefix).map(|id| make(id.to_owned())))
+}
+
 /// The stored form: JSON of the record, or the bare number for watermarks and revoked
 /// tokens (the hot path reads those).
 pub(crate) fn encode(record: &Record) -> String {
@@ -100,5 +120,24 @@ mod tests {
             record_key("p:g:", &Key::ClientWatermark("c".into())),
             "p:g:wm:cli:c"
         );
+    }
+
+    #[test]
+    fn names_parse_back_to_their_keys() {
+        let keys = [
+            Key::Client("a:b".into()),
+            Key::User("u".into()),
+            Key::Family("f".into()),
+            Key::Refresh("r".into()),
+            Key::Code("c".into()),
+            Key::RevokedToken("j".into()),
+            Key::RevokedKey("k".into()),
+            Key::SubjectWatermark("s".into()),
+            Key::ClientWatermark("c".into()),
+        ];
+        for key in keys {
+            assert_eq!(parse_name(&record_key("", &key)), Some(key));
+        }
+        assert_eq!(parse_name("ready"), None);
     }
 }

@@ -44,9 +44,11 @@
 //! primary with replicas), not Redis Cluster.
 
 mod apply;
+mod changes;
 pub mod clients;
 mod generation;
 mod keys;
+pub mod mirror;
 mod reads;
 mod revocation;
 mod settings;

@@ -137,10 +137,19 @@ impl StateStore for RedisStore {
     }
 
     async fn is_revoked(&self, q: &RevocationQuery) -> Result<bool, StoreError> {
-        Ok(self
-            .revocation_state(RevocationKeys::of_token(q))
-            .await?
-            .revokes(q.auth_time_ms))
+        let keys = RevocationKeys::of_token(q);
+        if let Some(state) = self.mirror.as_deref().and_then(|m| m.state(&keys)) {
+            return Ok(state.revokes(q.auth_time_ms));
+        }
+        Ok(self.revocation_state(keys).await?.revokes(q.auth_time_ms))
+    }
+
+    async fn reader_barrier(&self) -> Result<u64, StoreError> {
+        RedisStore::reader_barrier(self).await
+    }
+
+    async fn readers_passed(&self, barrier: u64) -> Result<bool, StoreError> {
+        RedisStore::readers_passed(self, barrier).await
     }
 
     /// Answers only when the projection is ready.

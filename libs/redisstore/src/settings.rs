@@ -12,6 +12,9 @@ pub struct RedisSettings {
     /// Client records a token node keeps in memory, kept current by the projector's change
     /// stream (0: none, every authentication reads Redis). Nodes only.
     pub client_cache: usize,
+    /// Revocation records a token node keeps in memory, so that validation needs no Redis
+    /// round trip (0: none). Past this many live revocations the node reads Redis again.
+    pub revocation_mirror: usize,
 }
 
 impl Default for RedisSettings {
@@ -21,6 +24,7 @@ impl Default for RedisSettings {
             key_prefix: "tokend".into(),
             response_timeout_ms: 2000,
             client_cache: 10_000,
+            revocation_mirror: 1_000_000,
         }
     }
 }

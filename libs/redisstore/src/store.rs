@@ -29,10 +29,12 @@ pub struct RedisStore {
     /// The live generation as last seen.
     seen: Arc<RwLock<Option<String>>>,
     pub(crate) write_script: Arc<Script>,
-    /// Where the connection goes (for the client cache's subscription).
+    /// Where the connection goes (for the near-caches' subscription).
     client: redis::Client,
     /// A token node's near-cache of client records (none for other users of the store).
     pub(crate) clients: Option<Arc<crate::clients::ClientCache>>,
+    /// The revocation mirror of a node or resource server.
+    pub(crate) mirror: Option<Arc<crate::mirror::Mirror>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -79,6 +81,7 @@ impl RedisStore {
         Ok(Self {
             client,
             clients: None,
+            mirror: None,
             con,
             base: settings.key_prefix.as_str().into(),
             pinned: None,
@@ -87,18 +90,37 @@ impl RedisStore {
         })
     }
 
-    /// Keeps up to `capacity` client records in memory, current through the projector's
-    /// change stream (see [`crate::clients`]); 0 keeps none. For token nodes.
+    /// Keeps up to `clients` client records and up to `revocations` revocation records in
+    /// memory, current through the projector's change stream (see [`crate::clients`] and
+    /// [`crate::mirror`]); 0 keeps none. For token nodes (both) and resource servers
+    /// (revocations). One subscription serves both.
     #[must_use]
-    pub fn with_client_cache(mut self, capacity: usize) -> Self {
-        self.clients = (capacity > 0).then(|| {
-            crate::clients::start(
-                self.client.clone(),
-                crate::clients::channel(&self.base),
-                capacity,
-            )
+    pub fn with_near_caches(mut self, clients: usize, revocations: usize) -> Self {
+        self.clients = (clients > 0).then(|| Arc::new(crate::clients::ClientCache::new(clients)));
+        self.mirror = (revocations > 0).then(|| {
+            Arc::new(crate::mirror::Mirror::new(
+                &self.base,
+                self.con.clone(),
+                revocations,
+            ))
         });
+        if self.clients.is_some() || self.mirror.is_some() {
+            crate::changes::start(
+                self.client.clone(),
+                crate::changes::channel(&self.base),
+                crate::changes::Followers {
+                    clients: self.clients.as_ref().map(Arc::downgrade),
+                    mirror: self.mirror.as_ref().map(Arc::downgrade),
+                },
+            );
+        }
         self
+    }
+
+    /// Keeps up to `capacity` client records in memory (see [`RedisStore::with_near_caches`]).
+    #[must_use]
+    pub fn with_client_cache(self, capacity: usize) -> Self {
+        self.with_near_caches(capacity, 0)
     }
 
     /// The client cache, when this handle has one.

@@ -20,8 +20,10 @@ end
 local offsets = redis.call('HKEYS', new_prefix .. 'offsets')
 for _, p in ipairs(offsets) do redis.call('HSET', new_prefix .. 'complete', p, '1') end
 redis.call('SET', new_prefix .. 'ready', '1')
+-- Written by this build from its start: its revocation index is whole.
+redis.call('SET', new_prefix .. 'index', '1')
 redis.call('SET', ARGV[1], ARGV[3])
 redis.call('DEL', ARGV[1] .. ':fence')
--- Nodes' client caches drop everything: they held the old generation's records.
+-- Nodes' near-caches drop everything: they held the old generation's records.
 redis.call('PUBLISH', ARGV[1] .. ':changes', '*')
 return {0, old or '', 0}

@@ -2,8 +2,9 @@
 -- next offset, atomically, if nothing moved since the projector read.
 -- ARGV: 1 pointer key ("P:active"), 2 generation the writer expects to be live ("" for a
 -- pinned rebuild generation), 3 generation prefix ("P:G:"), 4 partition, 5 expected next
--- offset, 6 new next offset, then groups of 3: key, value ("" = delete), expire-at seconds
--- ("0" = never).
+-- offset, 6 new next offset, then groups of 4: key, value ("" = delete), expire-at seconds
+-- ("0" = never, "+N" = N or the replay floor, whichever is later), kind ("c" a client, "r" a
+-- record the revocation check reads, "" other).
 -- Returns {0, next} written; {1, next} the partition is elsewhere (re-read); {2, 0} the
 -- live generation changed (re-resolve); {3, 0} the live generation is fenced for a moment
 -- while a rebuild switches (wait and retry).
@@ -23,23 +24,37 @@ local REPLAY_FLOOR = 86400
 local now = tonumber(redis.call('TIME')[1])
 local clients = ARGV[3] .. 'clients'
 local client_prefix = ARGV[3] .. 'client:'
-for i = 7, #ARGV, 3 do
-  local key, value, at = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+-- The records the revocation check reads, by expiry: what a node's revocation mirror loads.
+local index = ARGV[3] .. 'revocations'
+-- Nodes' near-caches follow the live generation's changes (a rebuild's generation is not
+-- live: its switch tells them to reload).
+local live = expected_generation ~= ''
+local channel = ARGV[1] .. ':changes'
+for i = 7, #ARGV, 4 do
+  local key, value, at, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local exat = 0
   if value == '' then
     redis.call('DEL', key)
   elseif at == '0' then
     redis.call('SET', key, value)
-  elseif string.sub(at, 1, 1) == '+' then
-    redis.call('SET', key, value, 'EXAT', math.max(tonumber(string.sub(at, 2)), now + REPLAY_FLOOR))
   else
-    redis.call('SET', key, value, 'EXAT', at)
+    if string.sub(at, 1, 1) == '+' then
+      exat = math.max(tonumber(string.sub(at, 2)), now + REPLAY_FLOOR)
+    else
+      exat = tonumber(at)
+    end
+    redis.call('SET', key, value, 'EXAT', exat)
   end
-  if string.sub(key, 1, #client_prefix) == client_prefix then
+  if kind == 'c' then
     local id = string.sub(key, #client_prefix + 1)
     redis.call('SADD', clients, id)
-    -- Nodes' client caches drop it (a rebuild's generation is not live: its switch flushes).
-    if expected_generation ~= '' then redis.call('PUBLISH', ARGV[1] .. ':changes', id) end
+    if live then redis.call('PUBLISH', channel, 'c ' .. id) end
+  elseif kind == 'r' and value ~= '' then
+    local name = string.sub(key, #ARGV[3] + 1)
+    redis.call('ZADD', index, exat == 0 and '+inf' or exat, name)
+    if live then redis.call('PUBLISH', channel, 'r ' .. exat .. ' ' .. value .. ' ' .. name) end
   end
 end
+redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. now)
 redis.call('HSET', offsets, ARGV[4], ARGV[6])
 return {0, tonumber(ARGV[6])}

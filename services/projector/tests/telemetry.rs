@@ -176,6 +176,9 @@ async fn one_trace_runs_from_the_token_request_through_kafka_to_the_redis_write(
         "projector_records_applied_total",
         "tokend_signing_key_age_seconds",
         "tokend_signing_key_next_rotation_seconds",
+        "tokend_revocation_mirror_current 1",
+        "tokend_revocation_mirror_entries",
+        "tokend_revocation_mirror_step_asides",
     ] {
         assert!(
             metrics.contains(needle),

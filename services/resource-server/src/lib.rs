@@ -1,6 +1,8 @@
 //! An example resource server that is not a token node. It discovers the issuer's JWKS through
 //! the RFC 8414 metadata document (cached as `Cache-Control` allows, refetched on an unknown
-//! `kid`), and checks revocation in the Redis projection with one round trip per request.
+//! `kid`), and checks revocation against a mirror of the projection's revocations kept in
+//! memory (`tokend_redis::mirror`), or in Redis with one round trip while the mirror cannot
+//! prove it is current.
 
 use std::sync::Arc;
 
@@ -17,11 +19,15 @@ pub struct Settings {
     pub audience: String,
     pub redis_url: String,
     pub redis_key_prefix: String,
+    /// Revocation records kept in memory (0: every check reads Redis).
+    pub revocation_mirror: usize,
 }
 
 pub async fn verifier(settings: &Settings) -> anyhow::Result<Arc<Verifier>> {
     let keys = RemoteKeys::discover(&settings.issuer, RemoteOptions::default()).await?;
-    let store = RedisStore::connect(&settings.redis_url, &settings.redis_key_prefix).await?;
+    let store = RedisStore::connect(&settings.redis_url, &settings.redis_key_prefix)
+        .await?
+        .with_revocation_mirror(settings.revocation_mirror);
     Ok(Arc::new(Verifier::new(
         Arc::new(keys),
         Arc::new(RedisRevocation(store)),

@@ -1,6 +1,7 @@
 //! `resource-server`: the example resource server. Settings from the environment:
 //! `RS_ISSUER` (the token service's issuer URL), `RS_AUDIENCE` (default `api`), `RS_REDIS_URL`,
-//! `RS_REDIS_KEY_PREFIX` (default `tokend`), `RS_LISTEN_ADDR` (default `127.0.0.1:8090`).
+//! `RS_REDIS_KEY_PREFIX` (default `tokend`), `RS_LISTEN_ADDR` (default `127.0.0.1:8090`),
+//! `RS_REVOCATION_MIRROR` (revocation records kept in memory, default 1,000,000; 0 for none).
 
 use anyhow::Context;
 use tokend_resource_server::{Settings, router, verifier};
@@ -21,6 +22,9 @@ async fn main() -> anyhow::Result<()> {
         audience: env("RS_AUDIENCE", Some("api"))?,
         redis_url: env("RS_REDIS_URL", Some("redis://127.0.0.1:6379"))?,
         redis_key_prefix: env("RS_REDIS_KEY_PREFIX", Some("tokend"))?,
+        revocation_mirror: env("RS_REVOCATION_MIRROR", Some("1000000"))?
+            .parse()
+            .context("RS_REVOCATION_MIRROR must be a number")?,
     };
     let addr = env("RS_LISTEN_ADDR", Some("127.0.0.1:8090"))?;
     let app = router(verifier(&settings).await?);

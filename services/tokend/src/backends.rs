@@ -21,6 +21,8 @@ pub struct Backends {
     pub store: Arc<dyn StateStore>,
     /// The embedded store, which the node prunes itself.
     pub memory: Option<Arc<MemoryStore>>,
+    /// The revocation mirror of a cluster node (for its metrics).
+    pub mirror: Option<std::sync::Weak<tokend_redis::mirror::Mirror>>,
 }
 
 pub async fn open(config: &Config) -> anyhow::Result<Backends> {
@@ -31,6 +33,7 @@ pub async fn open(config: &Config) -> anyhow::Result<Backends> {
                 log,
                 store: store.clone(),
                 memory: Some(store),
+                mirror: None,
             })
         }
         Backend::Cluster => {
@@ -40,9 +43,10 @@ pub async fn open(config: &Config) -> anyhow::Result<Backends> {
             let store = RedisStore::connect_with(&config.redis)
                 .await
                 .context("connecting to Redis")?
-                .with_client_cache(config.redis.client_cache);
+                .with_near_caches(config.redis.client_cache, config.redis.revocation_mirror);
             Ok(Backends {
                 log: Arc::new(log),
+                mirror: store.revocation_mirror_weak(),
                 store: Arc::new(store),
                 memory: None,
             })

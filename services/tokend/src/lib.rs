@@ -60,6 +60,9 @@ impl Node {
         metrics::watch_keys(Arc::downgrade(&signing_keys.manager));
         let keyring = signing_keys.manager.keyring();
         let backends = backends::open(config).await?;
+        if let Some(mirror) = &backends.mirror {
+            metrics::watch_mirror(mirror.clone());
+        }
         let settings = Settings {
             issuer: config.tokens.issuer.clone(),
             access_ttl_secs: config.tokens.access_ttl_secs,

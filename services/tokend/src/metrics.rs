@@ -54,3 +54,38 @@ pub fn watch_keys(keys: Weak<KeyManager>) {
         })
         .build();
 }
+
+/// Gauges of the revocation mirror (cluster nodes): whether it answers, what it holds, and
+/// how often it stepped aside.
+pub fn watch_mirror(mirror: Weak<tokend_redis::mirror::Mirror>) {
+    let meter = global::meter("tokend");
+    let current = mirror.clone();
+    meter
+        .i64_observable_gauge("tokend.revocation_mirror.current")
+        .with_description("1 while the revocation mirror answers revocation checks from memory, 0 while they read Redis")
+        .with_callback(move |o| {
+            if let Some(m) = current.upgrade() {
+                o.observe(i64::from(m.is_current()), &[]);
+            }
+        })
+        .build();
+    let held = mirror.clone();
+    meter
+        .u64_observable_gauge("tokend.revocation_mirror.entries")
+        .with_description("revocation records the mirror holds")
+        .with_callback(move |o| {
+            if let Some(m) = held.upgrade() {
+                o.observe(m.len() as u64, &[]);
+            }
+        })
+        .build();
+    meter
+        .u64_observable_counter("tokend.revocation_mirror.step_asides")
+        .with_description("times the revocation mirror stopped answering (stream broken, generation changed, lease lost, overflow)")
+        .with_callback(move |o| {
+            if let Some(m) = mirror.upgrade() {
+                o.observe(m.step_asides(), &[]);
+            }
+        })
+        .build();
+}

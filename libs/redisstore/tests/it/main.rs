@@ -155,9 +155,8 @@ async fn store() -> RedisStore {
         .unwrap()
 }
 
-/// Applies `events` to the reference one by one and to Redis in batches of `chunk`, then
-/// marks the single partition complete so readers may answer.
-async fn apply_all(store: &RedisStore, events: &[Event], chunk: usize) -> Projection {
+/// The pure projection of `events` (partition 0, from offset 0).
+fn reference_of(events: &[Event]) -> Projection {
     let mut reference = Projection::default();
     for (i, e) in events.iter().enumerate() {
         reference.apply(
@@ -168,6 +167,13 @@ async fn apply_all(store: &RedisStore, events: &[Event], chunk: usize) -> Projec
             Some(e),
         );
     }
+    reference
+}
+
+/// Applies `events` to the reference one by one and to Redis in batches of `chunk`, then
+/// marks the single partition complete so readers may answer.
+async fn apply_all(store: &RedisStore, events: &[Event], chunk: usize) -> Projection {
+    let reference = reference_of(events);
     let refs: Vec<Option<&Event>> = events.iter().map(Some).collect();
     for (n, batch) in refs.chunks(chunk).enumerate() {
         let first = (n * chunk) as u64;
@@ -213,8 +219,46 @@ async fn compare(store: &RedisStore, reference: &Projection) {
             );
         }
     }
-    let subjects = ["alice", "bob", "carol", "dave", "erin", "nobody"];
-    let clients = ["app", "other", "ghost"];
+    compare_revocations(store, reference).await;
+    for digest in [
+        "r1", "r2", "r3", "s1", "s2", "t1", "t2", "t3", "r-e1", "r-e2", "none",
+    ] {
+        for now in [1500, FAR + 20] {
+            assert_eq!(
+                store.refresh_status(digest, now).await.unwrap(),
+                reference.refresh_status(digest, now),
+                "{digest} at {now}"
+            );
+        }
+    }
+    for id in CLIENTS {
+        assert_eq!(
+            store.client(id).await.unwrap().as_ref(),
+            reference.client(id),
+            "{id}"
+        );
+    }
+    assert_eq!(store.clients().await.unwrap(), reference.clients());
+    for user in SUBJECTS {
+        assert_eq!(
+            store.user(user).await.unwrap().as_ref(),
+            reference.user(user),
+            "{user}"
+        );
+    }
+    assert_eq!(
+        store.next_offset(0).await.unwrap(),
+        reference.next_offset(0)
+    );
+    assert_eq!(store.next_offset(7).await.unwrap(), 0);
+}
+
+const SUBJECTS: [&str; 6] = ["alice", "bob", "carol", "dave", "erin", "nobody"];
+const CLIENTS: [&str; 3] = ["app", "other", "ghost"];
+
+/// Every revocation query over the script's tokens, families, subjects, clients and keys.
+async fn compare_revocations(store: &RedisStore, reference: &Projection) {
+    let (subjects, clients) = (SUBJECTS, CLIENTS);
     let jtis = ["a1", "b1", "c1", "d1", "e1", "unseen"];
     let families = ["f1", "f2", "f3", "f4", "f5", "f6", "fk1", "fk3", ""];
     for jti in jtis {
@@ -246,37 +290,6 @@ async fn compare(store: &RedisStore, reference: &Projection) {
             }
         }
     }
-    for digest in [
-        "r1", "r2", "r3", "s1", "s2", "t1", "t2", "t3", "r-e1", "r-e2", "none",
-    ] {
-        for now in [1500, FAR + 20] {
-            assert_eq!(
-                store.refresh_status(digest, now).await.unwrap(),
-                reference.refresh_status(digest, now),
-                "{digest} at {now}"
-            );
-        }
-    }
-    for id in clients {
-        assert_eq!(
-            store.client(id).await.unwrap().as_ref(),
-            reference.client(id),
-            "{id}"
-        );
-    }
-    assert_eq!(store.clients().await.unwrap(), reference.clients());
-    for user in subjects {
-        assert_eq!(
-            store.user(user).await.unwrap().as_ref(),
-            reference.user(user),
-            "{user}"
-        );
-    }
-    assert_eq!(
-        store.next_offset(0).await.unwrap(),
-        reference.next_offset(0)
-    );
-    assert_eq!(store.next_offset(7).await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -334,8 +347,8 @@ async fn redelivery_overlaps_and_gaps_change_nothing() {
 
 /// Removes every key under the store's base prefix: what a Redis restart without
 /// persistence, a `FLUSHALL` or a failover to an empty replica does to it.
-async fn lose_everything(store: &RedisStore, base: &str) {
-    let mut con = redis::Client::open(redis().await.url.as_str())
+async fn lose_everything(url: &str, base: &str) {
+    let mut con = redis::Client::open(url)
         .unwrap()
         .get_multiplexed_async_connection()
         .await
@@ -350,7 +363,6 @@ async fn lose_everything(store: &RedisStore, base: &str) {
         .query_async(&mut con)
         .await
         .unwrap();
-    let _ = store;
 }
 
 #[tokio::test]
@@ -379,7 +391,7 @@ async fn readers_fail_closed_until_the_projection_is_complete_again() {
     assert!(store.is_revoked(&revoked).await.unwrap());
     let first = store.active_generation().await.unwrap().unwrap();
 
-    lose_everything(&store, &base).await;
+    lose_everything(&redis().await.url, &base).await;
     assert!(matches!(
         store.is_revoked(&revoked).await,
         Err(StoreError::NotReady)
@@ -754,4 +766,132 @@ async fn the_client_cache_follows_the_projector_and_steps_aside_when_its_stream_
         until("subscribed again", || cache.is_live()).await;
         assert!(node.client("other").await.unwrap().unwrap().disabled);
     }
+}
+
+/// A node's and a resource server's revocation mirrors answer every revocation query as the
+/// reference does, from memory: what was applied before they started is loaded from the
+/// index, what came after through the stream. A strict revocation's barrier passes once
+/// every mirror read it, and a mirror that went silent holds it up only until its lease
+/// lapses. A mirror whose stream breaks reads Redis until it has loaded again, and one whose
+/// projection was lost answers "revoked" or `NotReady`, never "not revoked".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_revocation_mirror_answers_from_memory_and_keeps_strict_revocation_exact() {
+    tokend_testkit::time_limit(LIMIT_SECS);
+    let private = tokend_testkit::Redis::start().await; // its command counts are this test's
+    let base = unique("rm");
+    let writer = RedisStore::connect(&private.url, &base).await.unwrap();
+    let events = script();
+    let refs: Vec<Option<&Event>> = events.iter().map(Some).collect();
+    let half = events.len() / 2;
+    writer.apply_records(0, 0, &refs[..half]).await.unwrap();
+    assert!(complete(&writer).await);
+    let connect = || async { RedisStore::connect(&private.url, &base).await.unwrap() };
+    let node = connect().await.with_near_caches(100, 1000);
+    let sdk = connect().await.with_revocation_mirror(1000);
+    let mirrors = [&node, &sdk];
+    for store in mirrors {
+        let mirror = store.revocation_mirror().unwrap();
+        let loaded = until("loaded", || mirror.is_current()).await;
+        println!("a mirror loaded {} revocations in {loaded:?}", mirror.len());
+    }
+    for (i, event) in refs.iter().enumerate().skip(half) {
+        writer.apply_records(0, i as u64, &[*event]).await.unwrap();
+    }
+    let barrier = writer.reader_barrier().await.unwrap();
+    let started = std::time::Instant::now();
+    while !writer.readers_passed(barrier).await.unwrap() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+    println!("both mirrors read a barrier within {:?}", started.elapsed());
+
+    let mut con = redis::Client::open(private.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let reference = reference_of(&events);
+    let before = record_reads(&mut con).await;
+    for store in mirrors {
+        compare_revocations(store, &reference).await;
+    }
+    assert_eq!(
+        record_reads(&mut con).await,
+        before,
+        "every revocation check answered from memory"
+    );
+
+    // A mirror that went silent holds a barrier up until its lease lapses, no longer.
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{base}:mirrors:leases"))
+        .arg("silent")
+        .arg(now_ms(&mut con).await)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let barrier = writer.reader_barrier().await.unwrap();
+    let held = std::time::Instant::now();
+    while !writer.readers_passed(barrier).await.unwrap() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let held = held.elapsed();
+    println!("a silent mirror held a barrier for {held:?}");
+    assert!(held >= tokend_redis::mirror::LEASE - std::time::Duration::from_millis(100));
+    assert!(held < tokend_redis::mirror::LEASE * 2);
+
+    // A broken stream: the node steps aside and reads Redis (still right), then loads again.
+    let mirror = node.revocation_mirror().unwrap();
+    let steps = mirror.step_asides();
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    until("stepped aside", || mirror.step_asides() > steps).await;
+    let late = Event::TokenRevoked(TokenRevoked {
+        jti: "d1".into(),
+        sub: "dave".into(),
+        client_id: "app".into(),
+        exp: FAR,
+        family_id: "f6".into(),
+    });
+    writer
+        .apply_records(0, events.len() as u64, &[Some(&late)])
+        .await
+        .unwrap();
+    let d1 = RevocationQuery {
+        jti: "d1".into(),
+        family_id: "f6".into(),
+        sub: Some("dave".into()),
+        client_id: "app".into(),
+        auth_time_ms: 1_000_000,
+        kid: "k-live".into(),
+    };
+    assert!(node.is_revoked(&d1).await.unwrap());
+    until("loaded again", || mirror.is_current()).await;
+    let before = record_reads(&mut con).await;
+    assert!(node.is_revoked(&d1).await.unwrap());
+    assert_eq!(record_reads(&mut con).await, before);
+
+    // The projection lost: every answer is "revoked" or NotReady until it is back.
+    lose_everything(&private.url, &base).await;
+    // The projector notices and starts a new generation (which tells the mirrors).
+    while writer.partition_state(0).await.unwrap().is_none() {}
+    let started = std::time::Instant::now();
+    loop {
+        match node.is_revoked(&d1).await {
+            Ok(revoked) => assert!(revoked, "never \"not revoked\" for a revoked token"),
+            Err(StoreError::NotReady) => break,
+            Err(e) => panic!("{e}"),
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    println!("a lost projection was noticed in {:?}", started.elapsed());
+}
+
+async fn now_ms(con: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(con).await.unwrap();
+    secs * 1000 + micros / 1000
 }

@@ -97,8 +97,30 @@ async fn revoke_on_a_is_rejected_on_b_within_a_bound() {
 async fn strict_revocation_is_rejected_everywhere_when_it_answers() {
     tokend_testkit::time_limit(LIMIT_SECS);
     let (c, _p) = cluster(2).await;
+    // A resource server with the SDK and its own revocation mirror, besides the nodes'.
+    let store = tokend_redis::RedisStore::connect(&c.redis.url, &c.redis.key_prefix)
+        .await
+        .unwrap()
+        .with_revocation_mirror(1000);
+    let sdk = tokend_verify::Verifier::new(
+        std::sync::Arc::new(
+            tokend_verify::RemoteKeys::discover(&c.nodes[0], Default::default())
+                .await
+                .unwrap(),
+        ),
+        std::sync::Arc::new(tokend_redis::RedisRevocation(store.clone())),
+        tokend_jwt::VerifyPolicy {
+            issuer: c.nodes[0].clone(),
+            audiences: Vec::new(),
+            leeway_secs: 0,
+        },
+        std::sync::Arc::new(tokend_verify::SystemClock),
+    );
+    let mirror = store.revocation_mirror().unwrap();
+    eventually(Duration::from_secs(5), || async { mirror.is_current() }).await;
     for _ in 0..20 {
         let t = c.client_credentials(0).await;
+        assert!(sdk.verify(&t).await.is_ok());
         let (status, body) = c
             .form(
                 0,
@@ -112,7 +134,11 @@ async fn strict_revocation_is_rejected_everywhere_when_it_answers() {
             401,
             "no validator accepts it after the answer"
         );
+        assert!(sdk.verify(&t).await.is_err(), "nor the SDK");
     }
+    // They were answered from memory: the mirrors were current all along.
+    assert!(mirror.is_current() && mirror.len() >= 20);
+    assert_eq!(mirror.step_asides(), 0);
     let (status, body) = c
         .form(
             0,
@@ -226,6 +252,7 @@ async fn remote_resource_server_verifies_with_jwks_and_redis() {
         audience: "api".into(),
         redis_url: c.redis.url.clone(),
         redis_key_prefix: c.redis.key_prefix.clone(),
+        revocation_mirror: 1000,
     };
     let app =
         tokend_resource_server::router(tokend_resource_server::verifier(&settings).await.unwrap());

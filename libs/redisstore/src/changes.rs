@@ -1,0 +1,249 @@
+//! The projector's change stream, and the task that follows it for a node's near-caches.
+//!
+//! One pub/sub channel, `{prefix}:active:changes`. The projector publishes from the same Lua
+//! script as each write to the live generation, so a message is never sent for a write that
+//! did not happen, and Redis delivers messages to a subscriber in the order they were
+//! published:
+//!
+//! - `c <id>`: client `id` changed;
+//! - `r <expire-at> <value> <name>`: a record the revocation check reads (a revoked token, a
+//!   revoked family, a watermark, a revoked signing key) now holds `value`, in its stored
+//!   form; it expires at `expire-at` (seconds, 0 never);
+//! - `*`: the live generation changed (a rebuild's switch, a projection started afresh);
+//! - `? <n>`: a strict revocation's barrier `n` (see [`crate::mirror`]).
+//!
+//! Anything else reads as `*`: a message this build does not understand drops everything.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use futures::{FutureExt, StreamExt};
+
+use crate::clients::ClientCache;
+use crate::mirror::Mirror;
+
+/// The message that drops everything.
+pub(crate) const FLUSH: &str = "*";
+
+pub(crate) fn channel(base: &str) -> String {
+    format!("{base}:active:changes")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change<'a> {
+    Flush,
+    Client(&'a str),
+    Record {
+        expires_at: i64,
+        value: &'a str,
+        name: &'a str,
+    },
+    Barrier(u64),
+}
+
+fn record(rest: &str) -> Option<(i64, &str, &str)> {
+    let (at, rest) = rest.split_once(' ')?;
+    let (value, name) = rest.split_once(' ')?;
+    Some((at.parse().ok()?, value, name))
+}
+
+pub(crate) fn parse(payload: &str) -> Change<'_> {
+    let change = match payload.split_once(' ') {
+        Some(("c", id)) => Some(Change::Client(id)),
+        Some(("r", rest)) => record(rest).map(|(expires_at, value, name)| Change::Record {
+            expires_at,
+            value,
+            name,
+        }),
+        Some(("?", n)) => n.parse().ok().map(Change::Barrier),
+        _ => None,
+    };
+    change.unwrap_or(Change::Flush)
+}
+
+/// What follows the stream, held weakly: the task ends once they are all dropped.
+pub(crate) struct Followers {
+    pub clients: Option<Weak<ClientCache>>,
+    pub mirror: Option<Weak<Mirror>>,
+}
+
+struct Live {
+    clients: Option<Arc<ClientCache>>,
+    mirror: Option<Arc<Mirror>>,
+}
+
+impl Followers {
+    fn upgrade(&self) -> Option<Live> {
+        let live = Live {
+            clients: self.clients.as_ref().and_then(Weak::upgrade),
+            mirror: self.mirror.as_ref().and_then(Weak::upgrade),
+        };
+        (live.clients.is_some() || live.mirror.is_some()).then_some(live)
+    }
+}
+
+impl Live {
+    /// Applies one message; returns whether it dropped everything. Barriers are gathered in
+    /// `barrier`, to be acknowledged once for a burst.
+    fn handle(&self, message: &redis::Msg, barrier: &mut Option<u64>) -> bool {
+        let payload: String = message.get_payload().unwrap_or_default();
+        match parse(&payload) {
+            Change::Flush => {
+                if let Some(c) = &self.clients {
+                    c.changed(None);
+                }
+                if let Some(m) = &self.mirror {
+                    m.step_aside();
+                }
+                return true;
+            }
+            Change::Client(id) => {
+                if let Some(c) = &self.clients {
+                    c.changed(Some(id));
+                }
+            }
+            Change::Record {
+                expires_at,
+                value,
+                name,
+            } => {
+                if let Some(m) = &self.mirror {
+                    m.record(name, value, expires_at);
+                }
+            }
+            Change::Barrier(n) => *barrier = Some(barrier.unwrap_or(0).max(n)),
+        }
+        false
+    }
+
+    fn set_live(&self, live: bool) {
+        if let Some(c) = &self.clients {
+            c.set_live(live);
+        }
+        if let (Some(m), false) = (&self.mirror, live) {
+            m.step_aside();
+        }
+    }
+}
+
+/// Follows the stream for `followers` until they are dropped, subscribing again (with a
+/// backoff) whenever it breaks.
+pub(crate) fn start(client: redis::Client, channel: String, followers: Followers) {
+    tokio::spawn(follow(client, channel, followers));
+}
+
+async fn follow(client: redis::Client, channel: String, followers: Followers) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match subscribe(&client, &channel, &followers).await {
+            Ok(()) => backoff = Duration::from_millis(100),
+            Err(error) => {
+                tracing::warn!(%error, "Near-caches: no change stream from Redis; reads go to Redis until it is back.");
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+        let Some(live) = followers.upgrade() else {
+            return;
+        };
+        live.set_live(false);
+        drop(live);
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+/// How often a subscription is checked: a ping on it (a connection Redis closed shows only
+/// this way), then the revocation mirror's lease. A change lost with a closed connection is
+/// served from the client cache at most about this long, plus [`PING_LIMIT`] for a
+/// connection gone silent; the mirror stops answering by its lease.
+const CHECK_EVERY: Duration = Duration::from_millis(250);
+const PING_LIMIT: Duration = Duration::from_secs(1);
+
+/// One subscription, until it breaks (or the followers are dropped).
+async fn subscribe(
+    client: &redis::Client,
+    channel: &str,
+    followers: &Followers,
+) -> redis::RedisResult<()> {
+    let subscribed = tokio::time::timeout(PING_LIMIT, async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        redis::RedisResult::Ok(pubsub)
+    });
+    let Ok(pubsub) = subscribed.await else {
+        return Ok(()); // no answer (a frozen Redis): try again after the backoff
+    };
+    let pubsub = pubsub?;
+    let (mut sink, mut messages) = pubsub.split();
+    match followers.upgrade() {
+        Some(live) => live.set_live(true),
+        None => return Ok(()),
+    }
+    // The first tick is at once: the mirror loads as soon as it is subscribed.
+    let mut check = tokio::time::interval(CHECK_EVERY);
+    loop {
+        let first = tokio::select! {
+            message = messages.next() => message,
+            _ = check.tick() => {
+                let Some(live) = followers.upgrade() else {
+                    return Ok(());
+                };
+                #[allow(clippy::disallowed_methods, reason = "a lease's start, not domain time")]
+                let sent = Instant::now();
+                match tokio::time::timeout(PING_LIMIT, sink.ping::<redis::Value>()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => return Err(error),
+                    Err(_) => return Ok(()), // silent: subscribe afresh
+                }
+                // Everything published before the ping was answered is queued by now.
+                let mut barrier = None;
+                while let Some(Some(message)) = messages.next().now_or_never() {
+                    live.handle(&message, &mut barrier);
+                }
+                if let Some(mirror) = &live.mirror {
+                    mirror.acknowledge(barrier).await;
+                    mirror.check(sent).await;
+                }
+                continue;
+            }
+        };
+        let Some(first) = first else {
+            return Ok(()); // the connection is gone
+        };
+        let Some(live) = followers.upgrade() else {
+            return Ok(());
+        };
+        let mut barrier = None;
+        let mut flushed = live.handle(&first, &mut barrier);
+        while let Some(Some(message)) = messages.next().now_or_never() {
+            flushed |= live.handle(&message, &mut barrier);
+        }
+        if let Some(mirror) = &live.mirror {
+            mirror.acknowledge(barrier).await;
+        }
+        if flushed {
+            check.reset_immediately(); // reload from the new generation soon
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_parse_and_anything_unknown_drops_everything() {
+        assert_eq!(parse("c app 1"), Change::Client("app 1"));
+        assert_eq!(
+            parse("r 17 {\"revoked\":true,\"until\":9} fam:a b"),
+            Change::Record {
+                expires_at: 17,
+                value: "{\"revoked\":true,\"until\":9}",
+                name: "fam:a b"
+            }
+        );
+        assert_eq!(parse("? 42"), Change::Barrier(42));
+        for unknown in ["*", "app", "r x 1 rev:j", "r 1", "? x", ""] {
+            assert_eq!(parse(unknown), Change::Flush, "{unknown}");
+        }
+    }
+}

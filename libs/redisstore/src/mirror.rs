@@ -1,0 +1,596 @@
+//! The revocation mirror: every record the revocation check reads, in a node's (or a
+//! resource server's) memory, so that validating a token costs no Redis round trip.
+//!
+//! **What it holds.** Revoked tokens, revoked families, subject and client watermarks and
+//! revoked signing keys of the live generation: the revocations, not the tokens, so its size
+//! is bounded by the revocations still within their tokens' lifetimes (at most
+//! `redis.revocation_mirror` entries; past that it steps aside). Each generation keeps an
+//! index of them by expiry (`P:G:revocations`, written by `write.lua`); the mirror loads it
+//! once subscribed to the change stream ([`crate::changes`]), then applies the `r` messages
+//! the projector publishes with each write. Every one of these records only grows (a family
+//! is never un-revoked, a watermark only rises), so a message and the snapshot merge to the
+//! same state in either order.
+//!
+//! **When it answers.** Only while it holds a lease: every 250 ms it pings its subscription
+//! (which proves that everything published before is queued to it) and renews a lease in
+//! Redis, which also checks that the generation it loaded is still live and ready. It
+//! answers for [`SERVE`] after the ping that preceded its last renewal; otherwise (not yet
+//! loaded, stream broken, generation switched, Redis lost its data, too many entries) the
+//! check goes to Redis as before, which fails closed.
+//!
+//! **Strict revocation keeps its zero window.** Once the projection has applied a strict
+//! revocation, the revoking node takes a barrier ([`RedisStore::reader_barrier`]): a number
+//! from `P:mirrors:sync`, published on the stream after the revocation's own message. Every
+//! mirror acknowledges the barriers it has read (`P:mirrors:acks`), and the node answers
+//! only when every mirror whose lease is current has acknowledged it
+//! ([`RedisStore::readers_passed`]). A mirror that cannot acknowledge (cut off, frozen) is
+//! waited for until its lease lapses ([`LEASE`], twice [`SERVE`]: by then it has stopped
+//! answering by itself), or until the revocation's own time limit.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use redis::Script;
+use redis::aio::ConnectionManager;
+use tokend_domain::model::RevocationState;
+use tokend_domain::{Key, Record, RevocationKeys, StoreError};
+
+use crate::RedisStore;
+use crate::keys::{decode, parse_name};
+use crate::store::unavailable;
+
+/// How long a mirror answers after the ping that preceded its last lease renewal.
+pub const SERVE: Duration = Duration::from_secs(1);
+/// How long revokers wait for a mirror that stopped renewing its lease.
+pub const LEASE: Duration = Duration::from_secs(2);
+/// After overflowing, how long a mirror waits before loading again.
+const OVERFLOW_PAUSE: Duration = Duration::from_secs(60);
+/// Values read per `MGET` while loading.
+const LOAD_CHUNK: usize = 1000;
+
+/// Whether the mirror holds `record` (the records the revocation check reads, when they
+/// revoke something).
+pub(crate) fn mirrored(record: &Record) -> bool {
+    match record {
+        Record::RevokedToken(_) | Record::Watermark(_) | Record::RevokedKey(_) => true,
+        Record::Family(f) => f.revoked,
+        Record::Client(_) | Record::User(_) | Record::Refresh(_) | Record::Code(_) => false,
+    }
+}
+
+/// Two versions of a record, in either order: the one that revokes more.
+fn merge(old: &Record, new: Record) -> Record {
+    match (old, new) {
+        (Record::Watermark(a), Record::Watermark(b)) => Record::Watermark((*a).max(b)),
+        (Record::Family(a), Record::Family(mut b)) => {
+            b.revoked |= a.revoked;
+            b.until = b.until.max(a.until);
+            Record::Family(b)
+        }
+        (_, new) => new,
+    }
+}
+
+fn sync_key(base: &str) -> String {
+    format!("{base}:mirrors:sync")
+}
+fn leases_key(base: &str) -> String {
+    format!("{base}:mirrors:leases")
+}
+fn acks_key(base: &str) -> String {
+    format!("{base}:mirrors:acks")
+}
+
+/// Renews (or gives up) a mirror's lease, records an acknowledgement, and says where the
+/// live generation stands. KEYS: pointer, leases, acks. ARGV: base prefix "P:", mirror id,
+/// the generation the mirror holds ("" none), a barrier to acknowledge ("" none).
+/// Returns {now ms, live generation or "", ready, indexed, renewed}.
+const LEASE_SCRIPT: &str = "
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local live = redis.call('GET', KEYS[1]) or ''
+local ready, index = 0, 0
+if live ~= '' then
+  ready = redis.call('EXISTS', ARGV[1] .. live .. ':ready')
+  index = redis.call('EXISTS', ARGV[1] .. live .. ':index')
+end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[3], ARGV[2], ARGV[4]) end
+local renewed = 0
+if ARGV[3] ~= '' and ARGV[3] == live and ready == 1 then
+  redis.call('HSET', KEYS[2], ARGV[2], now)
+  renewed = 1
+else
+  redis.call('HDEL', KEYS[2], ARGV[2])
+end
+return {now, live, ready, index, renewed}";
+
+/// What a mirror loads, read at one instant. KEYS: pointer, sync counter. ARGV: base prefix
+/// "P:", capacity. Returns {live generation, barrier reached, names...}, or {live, -1}
+/// when the generation is not ready or not indexed, or {live, -2, count} when it holds
+/// more than the capacity.
+const SNAPSHOT_SCRIPT: &str = "
+local live = redis.call('GET', KEYS[1])
+if not live then return {'', -1} end
+local prefix = ARGV[1] .. live .. ':'
+if redis.call('EXISTS', prefix .. 'ready') == 0 or redis.call('EXISTS', prefix .. 'index') == 0 then
+  return {live, -1}
+end
+local now = redis.call('TIME')[1]
+local count = redis.call('ZCOUNT', prefix .. 'revocations', now, '+inf')
+if count > tonumber(ARGV[2]) then return {live, -2, count} end
+local reply = {live, tonumber(redis.call('GET', KEYS[2]) or '0')}
+for _, name in ipairs(redis.call('ZRANGEBYSCORE', prefix .. 'revocations', now, '+inf')) do
+  reply[#reply + 1] = name
+end
+return reply";
+
+/// A strict revocation's barrier: published on the change stream. KEYS: sync counter.
+/// ARGV: channel.
+const BARRIER_SCRIPT: &str = "
+local n = redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', ARGV[1], '? ' .. n)
+return n";
+
+/// How many mirrors with a current lease have not acknowledged barrier ARGV[1]; forgets
+/// mirrors whose lease lapsed a minute ago. KEYS: leases, acks. ARGV: barrier, lease ms.
+const PASSED_SCRIPT: &str = "
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local barrier = tonumber(ARGV[1])
+local leases = redis.call('HGETALL', KEYS[1])
+local pending = 0
+for i = 1, #leases, 2 do
+  local id, at = leases[i], tonumber(leases[i + 1])
+  if at + tonumber(ARGV[2]) < now then
+    if at + 60000 < now then
+      redis.call('HDEL', KEYS[1], id)
+      redis.call('HDEL', KEYS[2], id)
+    end
+  elseif tonumber(redis.call('HGET', KEYS[2], id) or '0') < barrier then
+    pending = pending + 1
+  end
+end
+return pending";
+
+type Entries = HashMap<Key, (Record, i64)>;
+
+pub struct Mirror {
+    id: String,
+    base: String,
+    con: ConnectionManager,
+    capacity: usize,
+    entries: RwLock<Entries>,
+    /// The generation the entries are of (`None`: not loaded).
+    generation: Mutex<Option<String>>,
+    /// Answers until this many nanoseconds after `started` (0: not answering).
+    serve_until: AtomicU64,
+    started: Instant,
+    /// No loading before this many nanoseconds after `started` (after an overflow).
+    paused_until: AtomicU64,
+    checks: AtomicU64,
+    step_asides: AtomicU64,
+}
+
+impl std::fmt::Debug for Mirror {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mirror")
+            .field("id", &self.id)
+            .field("len", &self.len())
+            .field("answering", &self.is_current())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mirror {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "leases are durations, not domain time"
+    )]
+    pub(crate) fn new(base: &str, con: ConnectionManager, capacity: usize) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            base: base.to_owned(),
+            con,
+            capacity,
+            entries: RwLock::new(HashMap::new()),
+            generation: Mutex::new(None),
+            serve_until: AtomicU64::new(0),
+            started: Instant::now(),
+            paused_until: AtomicU64::new(0),
+            checks: AtomicU64::new(0),
+            step_asides: AtomicU64::new(0),
+        }
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.started).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "leases are durations, not domain time"
+    )]
+    fn now(&self) -> u64 {
+        self.nanos(Instant::now())
+    }
+
+    /// Whether it answers now (loaded, and within its lease).
+    pub fn is_current(&self) -> bool {
+        self.now() < self.serve_until.load(Ordering::Acquire)
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.entries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many times it stopped answering (stream broken, generation changed, overflow).
+    pub fn step_asides(&self) -> u64 {
+        self.step_asides.load(Ordering::Relaxed)
+    }
+
+    /// What the revocation rule needs, when the mirror may answer.
+    pub(crate) fn state(&self, q: &RevocationKeys<'_>) -> Option<RevocationState> {
+        if !self.is_current() {
+            return None;
+        }
+        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+        let state = q.state(|key| entries.get(key).map(|(r, _)| r));
+        // A lease that ended while reading: the answer may be older than allowed.
+        self.is_current().then_some(state)
+    }
+
+    /// Stops answering and drops everything; the next check loads again.
+    pub(crate) fn step_aside(&self) {
+        let was = self.serve_until.swap(0, Ordering::AcqRel) != 0;
+        let held = self
+            .generation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .is_some();
+        if was || held {
+            self.step_asides.fetch_add(1, Ordering::Relaxed);
+        }
+        self.entries
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
+    fn loaded(&self) -> Option<String> {
+        self.generation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// A record the projector wrote (from the stream); ignored while not loaded (the load
+    /// that follows reads it).
+    pub(crate) fn record(&self, name: &str, value: &str, expires_at: i64) {
+        if self.loaded().is_none() {
+            return;
+        }
+        let Some(record) = parse_name(name).and_then(|k| Some((decode(&k, value).ok()?, k))) else {
+            // A record this build cannot read: it must not be taken for "not revoked".
+            tracing::warn!(
+                name,
+                "Revocation mirror: a record it cannot decode; stepping aside."
+            );
+            self.step_aside();
+            return;
+        };
+        let (record, key) = record;
+        let overflow = {
+            let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+            insert(&mut entries, key, record, expires_at);
+            entries.len() > self.capacity
+        };
+        if overflow {
+            self.overflowed();
+        }
+    }
+
+    fn overflowed(&self) {
+        tracing::warn!(
+            capacity = self.capacity,
+            "Revocation mirror: more revocations than redis.revocation_mirror allows; the revocation check reads Redis (raise the setting)."
+        );
+        self.step_aside();
+        self.paused_until
+            .store(self.now() + nanos(OVERFLOW_PAUSE), Ordering::Release);
+    }
+
+    /// Acknowledges a strict revocation's barrier (best effort: a mirror that cannot is
+    /// waited for until its lease lapses).
+    pub(crate) async fn acknowledge(&self, barrier: Option<u64>) {
+        let Some(barrier) = barrier else { return };
+        let mut con = self.con.clone();
+        let mut ack = redis::cmd("HSET");
+        ack.arg(acks_key(&self.base)).arg(&self.id).arg(barrier);
+        let sent = ack.query_async::<()>(&mut con);
+        if let Ok(Err(error)) = tokio::time::timeout(LEASE, sent).await {
+            tracing::debug!(%error, "Revocation mirror: an acknowledgement failed.");
+        }
+    }
+
+    /// The periodic check, after a ping sent at `sent` was answered: renew the lease (and
+    /// answer until `sent` + [`SERVE`]), or step aside; load when not loaded.
+    pub(crate) async fn check(&self, sent: Instant) {
+        let loaded = self.loaded();
+        let lease = self.lease(loaded.as_deref().unwrap_or(""), None).await;
+        match lease {
+            Ok(l) if l.renewed => {
+                self.serve_until
+                    .store(self.nanos(sent) + nanos(SERVE), Ordering::Release);
+                if self
+                    .checks
+                    .fetch_add(1, Ordering::Relaxed)
+                    .is_multiple_of(64)
+                {
+                    self.prune(l.now_ms / 1000);
+                }
+            }
+            Ok(l) => {
+                if loaded.is_some() {
+                    self.step_aside(); // the generation moved, or lost its ready marker
+                }
+                let paused = self.now() < self.paused_until.load(Ordering::Acquire);
+                if l.ready
+                    && l.indexed
+                    && !paused
+                    && let Err(error) = self.load().await
+                {
+                    tracing::warn!(%error, "Revocation mirror: loading failed; the revocation check reads Redis.");
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%error, "Revocation mirror: lease not renewed.");
+                self.step_aside();
+            }
+        }
+    }
+
+    fn prune(&self, now_secs: i64) {
+        self.entries
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|_, (_, at)| *at >= now_secs);
+    }
+
+    async fn lease(&self, generation: &str, ack: Option<u64>) -> Result<Lease, StoreError> {
+        let (now_ms, _live, ready, indexed, renewed): (i64, String, i64, i64, i64) =
+            Script::new(LEASE_SCRIPT)
+                .key(format!("{}:active", self.base))
+                .key(leases_key(&self.base))
+                .key(acks_key(&self.base))
+                .arg(format!("{}:", self.base))
+                .arg(&self.id)
+                .arg(generation)
+                .arg(ack.map(|n| n.to_string()).unwrap_or_default())
+                .invoke_async(&mut self.con.clone())
+                .await
+                .map_err(unavailable)?;
+        Ok(Lease {
+            now_ms,
+            ready: ready == 1,
+            indexed: indexed == 1,
+            renewed: renewed == 1,
+        })
+    }
+
+    /// Loads the live generation's revocations, then takes a lease on them.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "a lease's start, not domain time"
+    )]
+    async fn load(&self) -> Result<(), StoreError> {
+        let mut con = self.con.clone();
+        let reply: Vec<redis::Value> = Script::new(SNAPSHOT_SCRIPT)
+            .key(format!("{}:active", self.base))
+            .key(sync_key(&self.base))
+            .arg(format!("{}:", self.base))
+            .arg(self.capacity)
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        let parse = |e: redis::ParsingError| StoreError::Unavailable(e.to_string());
+        let mut reply = reply.into_iter();
+        let generation: String =
+            redis::from_redis_value(reply.next().unwrap_or(redis::Value::Nil)).map_err(parse)?;
+        let barrier: i64 =
+            redis::from_redis_value(reply.next().unwrap_or(redis::Value::Nil)).map_err(parse)?;
+        match barrier {
+            -1 => return Ok(()), // not ready (or not indexed) after all
+            -2 => {
+                self.overflowed();
+                return Ok(());
+            }
+            _ => {}
+        }
+        let names: Vec<String> = reply
+            .map(redis::from_redis_value)
+            .collect::<Result<_, _>>()
+            .map_err(parse)?;
+        let prefix = format!("{}:{generation}:", self.base);
+        let mut entries = Entries::with_capacity(names.len());
+        for chunk in names.chunks(LOAD_CHUNK) {
+            let keys: Vec<String> = chunk.iter().map(|n| format!("{prefix}{n}")).collect();
+            let values: Vec<Option<String>> = redis::cmd("MGET")
+                .arg(keys)
+                .query_async(&mut con)
+                .await
+                .map_err(unavailable)?;
+            for (name, value) in chunk.iter().zip(values) {
+                let Some(value) = value else { continue }; // expired meanwhile
+                let key = parse_name(name).ok_or_else(|| {
+                    StoreError::Unavailable(format!("an unknown record kind in the index: {name}"))
+                })?;
+                let record = decode(&key, &value)?;
+                // Its expiry is not needed exactly: pruning only frees memory.
+                let expires_at = record.until().map_or(i64::MAX, |u| u + 86_400);
+                insert(&mut entries, key, record, expires_at);
+            }
+        }
+        let sent = Instant::now();
+        // Taken with the barrier read at the snapshot: the revocations before it are loaded.
+        let lease = self
+            .lease(&generation, Some(u64::try_from(barrier).unwrap_or(0)))
+            .await?;
+        if !lease.renewed {
+            return Ok(()); // the generation moved meanwhile: the next check loads again
+        }
+        let count = entries.len();
+        {
+            let mut held = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+            // Messages read while loading were ignored: the load has them, or they come later.
+            *held = entries;
+        }
+        *self
+            .generation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(generation.clone());
+        self.serve_until
+            .store(self.nanos(sent) + nanos(SERVE), Ordering::Release);
+        tracing::info!(%generation, revocations = count, "Revocation mirror loaded.");
+        Ok(())
+    }
+}
+
+impl Drop for Mirror {
+    /// Gives up the lease, so strict revocations stop waiting for this mirror at once.
+    fn drop(&mut self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut con = self.con.clone();
+        let release = redis::pipe()
+            .hdel(leases_key(&self.base), &self.id)
+            .hdel(acks_key(&self.base), &self.id)
+            .to_owned();
+        runtime.spawn(async move {
+            let _ = tokio::time::timeout(LEASE, release.query_async::<()>(&mut con)).await;
+        });
+    }
+}
+
+struct Lease {
+    now_ms: i64,
+    ready: bool,
+    indexed: bool,
+    renewed: bool,
+}
+
+fn insert(entries: &mut Entries, key: Key, record: Record, expires_at: i64) {
+    let expires_at = if expires_at == 0 {
+        i64::MAX
+    } else {
+        expires_at
+    };
+    match entries.get_mut(&key) {
+        Some((held, at)) => {
+            *held = merge(held, record);
+            *at = (*at).max(expires_at);
+        }
+        None => {
+            entries.insert(key, (record, expires_at));
+        }
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl RedisStore {
+    /// Keeps the revocation records in memory (at most `capacity`; 0 keeps none) and
+    /// answers revocation checks from there while it can prove it is current. For token
+    /// nodes and resource servers.
+    #[must_use]
+    pub fn with_revocation_mirror(self, capacity: usize) -> Self {
+        self.with_near_caches(0, capacity)
+    }
+
+    /// The revocation mirror, when this handle has one.
+    pub fn revocation_mirror(&self) -> Option<&Mirror> {
+        self.mirror.as_deref()
+    }
+
+    /// The revocation mirror, held weakly (for metrics that must not keep it alive).
+    pub fn revocation_mirror_weak(&self) -> Option<std::sync::Weak<Mirror>> {
+        self.mirror.as_ref().map(std::sync::Arc::downgrade)
+    }
+
+    /// A barrier for strict revocation, taken once the projection applied it: see
+    /// [`RedisStore::readers_passed`].
+    pub async fn reader_barrier(&self) -> Result<u64, StoreError> {
+        Script::new(BARRIER_SCRIPT)
+            .key(sync_key(&self.base))
+            .arg(crate::changes::channel(&self.base))
+            .invoke_async(&mut self.con.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Whether every mirror that may be answering has read everything published before
+    /// `barrier` (it acknowledged it, or its lease lapsed).
+    pub async fn readers_passed(&self, barrier: u64) -> Result<bool, StoreError> {
+        let pending: i64 = Script::new(PASSED_SCRIPT)
+            .key(leases_key(&self.base))
+            .key(acks_key(&self.base))
+            .arg(barrier)
+            .arg(u64::try_from(LEASE.as_millis()).unwrap_or(u64::MAX))
+            .invoke_async(&mut self.con.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(pending == 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use tokend_domain::model::FamilyRecord;
+
+    #[test]
+    fn versions_merge_to_the_one_that_revokes_more_in_either_order() {
+        let family = |revoked, until| Record::Family(FamilyRecord { revoked, until });
+        let cases = [
+            (
+                Record::Watermark(5),
+                Record::Watermark(3),
+                Record::Watermark(5),
+            ),
+            (family(true, 10), family(false, 20), family(true, 20)),
+            (
+                Record::RevokedToken(7),
+                Record::RevokedToken(7),
+                Record::RevokedToken(7),
+            ),
+        ];
+        for (a, b, both) in cases {
+            assert_eq!(merge(&a, b.clone()), both);
+            assert_eq!(merge(&b, a), both);
+        }
+    }
+
+    #[test]
+    fn the_mirror_holds_what_revokes() {
+        assert!(mirrored(&Record::Watermark(1)));
+        assert!(mirrored(&Record::RevokedToken(1)));
+        assert!(mirrored(&Record::RevokedKey(1)));
+        let family = |revoked| Record::Family(FamilyRecord { revoked, until: 1 });
+        assert!(mirrored(&family(true)));
+        assert!(!mirrored(&family(false)));
+    }
+}
