@@ -6,9 +6,10 @@
 //! published:
 //!
 //! - `c <id>`: client `id` changed;
-//! - `r <expire-at> <value> <name>`: a record the revocation check reads (a revoked token, a
-//!   revoked family, a watermark, a revoked signing key) now holds `value`, in its stored
-//!   form; it expires at `expire-at` (seconds, 0 never);
+//! - `r <expire-at> <written> <value> <name>`: a record the revocation check reads (a revoked
+//!   token, a revoked family, a watermark, a revoked signing key) now holds `value`, in its
+//!   stored form; it expires at `expire-at` (seconds, 0 never) and was written at `written`
+//!   (Redis's clock, µs);
 //! - `*`: the live generation changed (a rebuild's switch, a projection started afresh);
 //! - `? <n>`: a strict revocation's barrier `n` (see [`crate::mirror`]).
 //!
@@ -35,26 +36,29 @@ pub(crate) enum Change<'a> {
     Client(&'a str),
     Record {
         expires_at: i64,
+        written_us: i64,
         value: &'a str,
         name: &'a str,
     },
     Barrier(u64),
 }
 
-fn record(rest: &str) -> Option<(i64, &str, &str)> {
+fn record(rest: &str) -> Option<Change<'_>> {
     let (at, rest) = rest.split_once(' ')?;
+    let (written, rest) = rest.split_once(' ')?;
     let (value, name) = rest.split_once(' ')?;
-    Some((at.parse().ok()?, value, name))
+    Some(Change::Record {
+        expires_at: at.parse().ok()?,
+        written_us: written.parse().ok()?,
+        value,
+        name,
+    })
 }
 
 pub(crate) fn parse(payload: &str) -> Change<'_> {
     let change = match payload.split_once(' ') {
         Some(("c", id)) => Some(Change::Client(id)),
-        Some(("r", rest)) => record(rest).map(|(expires_at, value, name)| Change::Record {
-            expires_at,
-            value,
-            name,
-        }),
+        Some(("r", rest)) => record(rest),
         Some(("?", n)) => n.parse().ok().map(Change::Barrier),
         _ => None,
     };
@@ -104,11 +108,13 @@ impl Live {
             }
             Change::Record {
                 expires_at,
+                written_us,
                 value,
                 name,
             } => {
                 if let Some(m) = &self.mirror {
                     m.record(name, value, expires_at);
+                    crate::mirror::observe_delay(written_us);
                 }
             }
             Change::Barrier(n) => *barrier = Some(barrier.unwrap_or(0).max(n)),
@@ -234,15 +240,24 @@ mod tests {
     fn messages_parse_and_anything_unknown_drops_everything() {
         assert_eq!(parse("c app 1"), Change::Client("app 1"));
         assert_eq!(
-            parse("r 17 {\"revoked\":true,\"until\":9} fam:a b"),
+            parse("r 17 5000 {\"revoked\":true,\"until\":9} fam:a b"),
             Change::Record {
                 expires_at: 17,
+                written_us: 5000,
                 value: "{\"revoked\":true,\"until\":9}",
                 name: "fam:a b"
             }
         );
         assert_eq!(parse("? 42"), Change::Barrier(42));
-        for unknown in ["*", "app", "r x 1 rev:j", "r 1", "? x", ""] {
+        for unknown in [
+            "*",
+            "app",
+            "r x 1 1 rev:j",
+            "r 1 1",
+            "r 1 x 1 rev:j",
+            "? x",
+            "",
+        ] {
             assert_eq!(parse(unknown), Change::Flush, "{unknown}");
         }
     }

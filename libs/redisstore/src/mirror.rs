@@ -507,6 +507,22 @@ fn insert(entries: &mut Entries, key: Key, record: Record, expires_at: i64) {
     }
 }
 
+/// Records the time from a revocation's write in Redis (`written_us`, Redis's clock) to its
+/// arrival in this process's mirror (this host's clock: keep clocks synchronised).
+#[allow(clippy::disallowed_methods, reason = "a measurement, not domain time")]
+pub(crate) fn observe_delay(written_us: i64) {
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    let delay = (now_us - written_us).max(0);
+    tokend_telemetry::seconds_histogram!(
+        "tokend",
+        "tokend.revocation_mirror.delay",
+        "from a revocation's write in Redis to its arrival in a node's or SDK's revocation mirror"
+    )
+    .record(delay as f64 / 1e6, &[]);
+}
+
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

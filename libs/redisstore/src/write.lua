@@ -21,7 +21,10 @@ if next ~= tonumber(ARGV[5]) then return {1, next} end
 -- they expired and must still find them when the rotation or redemption that follows them in
 -- the log is applied (else a replayed reuse would go undetected).
 local REPLAY_FLOOR = 86400
-local now = tonumber(redis.call('TIME')[1])
+local time = redis.call('TIME')
+local now = tonumber(time[1])
+-- Microseconds, as text (a Lua number that large would print in exponent form).
+local now_us = time[1] .. string.rep('0', 6 - #time[2]) .. time[2]
 local clients = ARGV[3] .. 'clients'
 local client_prefix = ARGV[3] .. 'client:'
 -- The records the revocation check reads, by expiry: what a node's revocation mirror loads.
@@ -52,7 +55,9 @@ for i = 7, #ARGV, 4 do
   elseif kind == 'r' and value ~= '' then
     local name = string.sub(key, #ARGV[3] + 1)
     redis.call('ZADD', index, exat == 0 and '+inf' or exat, name)
-    if live then redis.call('PUBLISH', channel, 'r ' .. exat .. ' ' .. value .. ' ' .. name) end
+    if live then
+      redis.call('PUBLISH', channel, 'r ' .. exat .. ' ' .. now_us .. ' ' .. value .. ' ' .. name)
+    end
   end
 end
 redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. now)

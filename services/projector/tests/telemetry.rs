@@ -165,6 +165,16 @@ async fn one_trace_runs_from_the_token_request_through_kafka_to_the_redis_write(
 
     // The metrics of the same run, as Prometheus scrapes them.
     assert_eq!(c.data(0, &token).await, 200);
+    // A revocation, for the mirror's delay histogram.
+    c.form(0, "/oauth/revoke", &[("token", &token)]).await;
+    let revoked = Instant::now();
+    while c.data(0, &token).await != 401 {
+        assert!(
+            revoked.elapsed() < Duration::from_secs(5),
+            "the revocation took hold"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let metrics = telemetry.prometheus().render();
     for needle in [
         "http_server_request_duration_seconds_bucket{",
@@ -179,6 +189,7 @@ async fn one_trace_runs_from_the_token_request_through_kafka_to_the_redis_write(
         "tokend_revocation_mirror_current 1",
         "tokend_revocation_mirror_entries",
         "tokend_revocation_mirror_step_asides",
+        "tokend_revocation_mirror_delay_seconds_count",
     ] {
         assert!(
             metrics.contains(needle),
