@@ -1,5 +1,5 @@
-//! Revocation propagation to another node while the cluster issues and revokes at a fixed
-//! rate (open model: requests start on schedule whatever the latency), against real Kafka
+//! Revocation propagation to another node and to an SDK verifier (a resource server's
+//! revocation mirror) while the cluster issues and revokes at a fixed rate (open model: requests start on schedule whatever the latency), against real Kafka
 //! and Redis, with the idle propagation measured in the same run as the reference. Strict
 //! revocations (`consistency=applied`) are checked for a zero window.
 //! Run: `cargo bench -p tokend-projector --bench propagation` (ISSUE_RATE, REVOKE_RATE,
@@ -25,6 +25,8 @@ use tokio::sync::Mutex;
 
 struct Target {
     nodes: Vec<String>,
+    /// A resource server's verifier: the SDK with its own revocation mirror.
+    sdk: tokend_verify::Verifier,
     client_id: String,
     secret: String,
     http: reqwest::Client,
@@ -82,26 +84,46 @@ impl Target {
             .map_or(0, |r| r.status().as_u16())
     }
 
-    /// Revokes on node 0 and polls node 1 until it rejects: the delay after the revocation
-    /// answered (`None`: the probe could not run). With `strict`, a first check that does not
-    /// reject is reported as `Some(Duration::MAX)`.
-    async fn probe(&self, strict: bool) -> Option<Duration> {
+    /// Revokes on node 0 and polls node 1 and the SDK verifier until they reject: the delays
+    /// after the revocation answered (`None`: the probe could not run). With `strict`, a
+    /// first check that does not reject is reported as `Duration::MAX`.
+    async fn probe(&self, strict: bool) -> Option<(Duration, Duration)> {
         let token = self.issue(0).await?;
-        while self.status(1, &token).await != 200 {
+        while self.status(1, &token).await != 200 || self.sdk.verify(&token).await.is_err() {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         if !self.revoke(0, &token, strict).await {
             return None;
         }
         let answered = Instant::now();
-        loop {
-            match self.status(1, &token).await {
-                401 => return Some(answered.elapsed()),
-                _ if strict => return Some(Duration::MAX),
-                _ if answered.elapsed() > Duration::from_secs(10) => return None,
-                _ => tokio::time::sleep(Duration::from_micros(200)).await,
+        let until_rejected = |rejected: bool| match rejected {
+            true => Some(Some(answered.elapsed())),
+            false if strict => Some(Some(Duration::MAX)),
+            false if answered.elapsed() > Duration::from_secs(10) => Some(None),
+            false => None,
+        };
+        let node = async {
+            loop {
+                if let Some(d) = until_rejected(self.status(1, &token).await == 401) {
+                    return d;
+                }
+                tokio::time::sleep(Duration::from_micros(200)).await;
             }
-        }
+        };
+        let sdk = async {
+            loop {
+                let rejected = matches!(
+                    self.sdk.verify(&token).await,
+                    Err(tokend_verify::Rejection::Revoked)
+                );
+                if let Some(d) = until_rejected(rejected) {
+                    return d;
+                }
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+        };
+        let (node, sdk) = tokio::join!(node, sdk);
+        Some((node?, sdk?))
     }
 }
 
@@ -112,16 +134,18 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
-async fn probes(target: &Target, n: usize) -> Vec<Duration> {
-    let mut out = Vec::new();
+async fn probes(target: &Target, n: usize) -> (Vec<Duration>, Vec<Duration>) {
+    let (mut node, mut sdk) = (Vec::new(), Vec::new());
     for _ in 0..n {
-        if let Some(d) = target.probe(false).await {
-            out.push(d);
+        if let Some((n, s)) = target.probe(false).await {
+            node.push(n);
+            sdk.push(s);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    out.sort_unstable();
-    out
+    node.sort_unstable();
+    sdk.sort_unstable();
+    (node, sdk)
 }
 
 fn env(name: &str, default: u64) -> u64 {
@@ -196,7 +220,18 @@ fn main() {
             nodes.push(url);
         }
         let (client_id, secret) = demo.unwrap();
+        let mirror = RedisStore::connect_with(&redis_settings)
+            .await
+            .unwrap()
+            .with_revocation_mirror(1_000_000);
+        let sdk = tokend_verify::Verifier::new(
+            Arc::new(tokend_verify::RemoteKeys::discover(&nodes[0], Default::default()).await.unwrap()),
+            Arc::new(tokend_redis::RedisRevocation(mirror)),
+            tokend_jwt::VerifyPolicy { issuer: nodes[0].clone(), audiences: Vec::new(), leeway_secs: 0 },
+            Arc::new(tokend_verify::SystemClock),
+        );
         let target = Arc::new(Target {
+            sdk,
             nodes,
             client_id,
             secret,
@@ -270,16 +305,17 @@ fn main() {
         tokio::time::sleep(Duration::from_secs(2)).await; // let the load settle
         let started = Instant::now();
         let (i0, r0) = (issued.load(Ordering::Relaxed), revoked.load(Ordering::Relaxed));
-        let mut loaded = Vec::new();
+        let (mut loaded, mut loaded_sdk) = (Vec::new(), Vec::new());
         let mut strict_violations = 0;
         let mut strict_probes = 0;
         while Instant::now() + Duration::from_secs(1) < deadline {
-            if let Some(d) = target.probe(false).await {
-                loaded.push(d);
+            if let Some((n, s)) = target.probe(false).await {
+                loaded.push(n);
+                loaded_sdk.push(s);
             }
-            if let Some(d) = target.probe(true).await {
+            if let Some((n, s)) = target.probe(true).await {
                 strict_probes += 1;
-                strict_violations += u32::from(d == Duration::MAX);
+                strict_violations += u32::from(n == Duration::MAX || s == Duration::MAX);
             }
         }
         let elapsed = started.elapsed().as_secs_f64();
@@ -287,11 +323,17 @@ fn main() {
         let revoke_achieved = (revoked.load(Ordering::Relaxed) - r0) as f64 / elapsed;
         load.await.unwrap();
         loaded.sort_unstable();
+        loaded_sdk.sort_unstable();
 
         println!();
-        println!("| revocation propagation to the other node (after the revoke answered) | samples | p50 | p99 | max |");
+        println!("| revocation propagation (after the revoke answered) | samples | p50 | p99 | max |");
         println!("| --- | ---: | ---: | ---: | ---: |");
-        for (name, s) in [("reference: idle cluster", &idle), ("under load", &loaded)] {
+        for (name, s) in [
+            ("reference: idle cluster, the other node", &idle.0),
+            ("idle cluster, the SDK verifier", &idle.1),
+            ("under load, the other node", &loaded),
+            ("under load, the SDK verifier", &loaded_sdk),
+        ] {
             println!(
                 "| {name} | {} | {:.2} ms | {:.2} ms | {:.2} ms |",
                 s.len(),
@@ -306,6 +348,6 @@ fn main() {
             dropped.load(Ordering::Relaxed),
             env("IN_FLIGHT", 128)
         );
-        println!("strict revocations: {strict_violations} of {strict_probes} accepted by the other node after answering (zero window: 0)");
+        println!("strict revocations: {strict_violations} of {strict_probes} accepted by the other node or the SDK after answering (zero window: 0)");
     });
 }
