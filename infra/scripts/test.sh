@@ -62,5 +62,8 @@ step "Tests"
 timeout --kill-after=30 2400 cargo test --workspace --locked
 cleanup # the test binaries' shared brokers live as long as their process; none is needed now
 
+step "Kubernetes manifests (infra/k8s), validated offline"
+timeout --kill-after=10 600 infra/scripts/validate-k8s.sh
+
 step "Load-test smoke (every scenario for seconds against an embedded node)"
 timeout --kill-after=10 900 load-tests/smoke.sh

@@ -1,4 +1,6 @@
-//! `projector [--config FILE] [run|rebuild]` (config also from `PROJECTOR_CONFIG`).
+//! `projector [--config FILE] [run|rebuild|check-config]` (config also from
+//! `PROJECTOR_CONFIG`); `check-config` loads the configuration (file and `PROJECTOR_*`
+//! environment) and exits.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use tokend_redis::RedisStore;
 enum Command {
     Run,
     Rebuild,
+    CheckConfig,
 }
 
 fn args() -> anyhow::Result<(Option<PathBuf>, Command)> {
@@ -24,7 +27,8 @@ fn args() -> anyhow::Result<(Option<PathBuf>, Command)> {
             },
             "run" => command = Command::Run,
             "rebuild" => command = Command::Rebuild,
-            _ => bail!("usage: projector [--config FILE] [run|rebuild]"),
+            "check-config" => command = Command::CheckConfig,
+            _ => bail!("usage: projector [--config FILE] [run|rebuild|check-config]"),
         }
     }
     Ok((config, command))
@@ -40,6 +44,10 @@ async fn main() -> anyhow::Result<()> {
         &config.telemetry,
     )?;
     let done = async {
+        if let Command::CheckConfig = command {
+            println!("configuration OK");
+            return Ok(());
+        }
         let store = RedisStore::connect_with(&config.redis).await?;
         match command {
             Command::Run => {
@@ -54,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
                 show(&report);
                 Ok(())
             }
+            Command::CheckConfig => Ok(()),
         }
     }
     .await;

@@ -1,5 +1,6 @@
 //! `tokend`: one token node. `tokend [--config FILE]` (or `TOKEND_CONFIG=FILE`) serves;
-//! `tokend log verify` and `tokend log repair --to N` check and repair the embedded event log.
+//! `tokend log verify` and `tokend log repair --to N` check and repair the embedded event log;
+//! `tokend check-config` checks the configuration (file and environment) and exits.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// Serve (the default).
     Serve,
+    /// Load and check the configuration (file and `TOKEND_*` environment), then exit.
+    CheckConfig,
     /// The embedded event log (`storage.data_dir/events.log`).
     Log {
         #[command(subcommand)]
@@ -51,6 +54,10 @@ async fn main() -> anyhow::Result<()> {
     let telemetry = tokend_telemetry::init("tokend", env!("CARGO_PKG_VERSION"), &config.telemetry)?;
     let done = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config, telemetry.prometheus()).await,
+        Command::CheckConfig => {
+            println!("configuration OK (backend {:?})", config.storage.backend);
+            Ok(())
+        }
         Command::Log { action } => log(&config, action),
     };
     telemetry.shutdown();
