@@ -5,7 +5,7 @@
 # Builds and starts, on 127.0.0.1 only: the bare reference (reference-server: sign only, verify
 # only), the seed tutorial's service (load-tests/targets/seed_app.py under gunicorn, two
 # workers), an embedded node, then the local cluster stack (Redis, Kafka, a projector, two
-# nodes). Drives each with loadgen (closed model: as fast as answered, over keep-alive
+# nodes) and the example resource server (the SDK). Drives each with loadgen (closed model: as fast as answered, over keep-alive
 # connections, after a 2 s warm-up), records the CPU the generator and the target used, runs
 # the propagation probe on the cluster, and writes load-tests/out/compare-TIME/: one JSON per
 # run, report.md (a table with "× bare" and "× seed" columns) and SVG plots. --strict fails
@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
 done
 flag=(); [ "$profile" = release ] && flag=(--release)
 if [ "$build" = yes ]; then
-  (cd "$root" && cargo build -q "${flag[@]}" -p tokend -p tokend-projector -p tokend-loadgen -p tokend-propagation-probe)
+  (cd "$root" && cargo build -q "${flag[@]}" -p tokend -p tokend-projector -p tokend-resource-server -p tokend-loadgen -p tokend-propagation-probe)
 fi
 bin="$root/target/$profile"
 venv="$("$root/load-tests/targets/install-seed.sh")"
@@ -117,6 +117,17 @@ cluster() { # cluster SUFFIX
   # Validation on a node that did not issue the tokens.
   measure "cluster-validate$1" validate "$validator" --target http://127.0.0.1:8082 --issuer http://127.0.0.1:8081
   measure "cluster-introspect$1" introspect "$validator" --target http://127.0.0.1:8082 --issuer http://127.0.0.1:8081
+  [ -z "$1" ] || return 0
+  # The example resource server: the SDK, with its own revocation mirror.
+  local rs_port rs_pid
+  rs_port=$(port)
+  RS_ISSUER=http://127.0.0.1:8081 RS_REDIS_URL=redis://127.0.0.1:16379 RS_LISTEN_ADDR="127.0.0.1:$rs_port" \
+    "$bin/resource-server" >"$work/resource-server.log" 2>&1 &
+  pids+=($!); rs_pid=$!
+  ready "http://127.0.0.1:$rs_port" "$work/resource-server.log"
+  measure resource-server-validate resource-data "$rs_pid $(cat "$work/stack/redis.pid")" \
+    --target "http://127.0.0.1:$rs_port" --issuer http://127.0.0.1:8081
+  kill "$rs_pid"
 }
 stop_cluster() { # and wait (30 s at most) until its processes are gone and their ports free
   local gone=($(cat "$work"/stack/*.pid))

@@ -11,7 +11,10 @@
 //!   empty, `FLUSHALL`, a generation still being filled) is `StoreError::NotReady`, which
 //!   nodes answer with 503, never with "not revoked" or `invalid_client`.
 //! - **The revocation check** is one round trip: `MGET` of `rev:{jti}`, `fam:{sid}`,
-//!   `wm:sub:{sub}`, `wm:cli:{client}` (with the pointer and the marker in the same pipeline).
+//!   `wm:sub:{sub}`, `wm:cli:{client}` (with the pointer and the marker in the same pipeline);
+//!   none at all on a node or SDK whose revocation mirror ([`mirror`]) is current.
+//! - **Near-caches** on nodes and resource servers follow the projector's change stream
+//!   ([`changes`]): the client cache ([`clients`]) and the revocation mirror ([`mirror`]).
 //!
 //! # Key layout
 //! Everything lives under a base prefix `P` (`redis.key_prefix`); records live under `P:G:`
@@ -32,6 +35,11 @@
 //! | `P:G:client:{id}` | registration and `disabled` | never |
 //! | `P:G:clients` | set of client ids | never |
 //! | `P:G:user:{name}` | password hash (argon2id PHC) and `disabled` | never |
+//! | `P:G:revocations` | sorted set: the names of the records the revocation check reads (`rev:`, revoked `fam:`, `wm:`, `revkid:`) by expiry | members trimmed as they expire |
+//! | `P:G:index` | `1`: every write to `G` kept `revocations` (made by this build) | never |
+//! | `P:active:changes` | pub/sub channel of the live generation's changes | |
+//! | `P:mirrors:sync` | strict revocations' barrier counter | never |
+//! | `P:mirrors:leases`, `P:mirrors:acks` | hash: mirror → lease renewed (ms), barrier acknowledged | lapsed entries removed after a minute |
 //!
 //! An access token with no refresh token (client credentials) costs no key at all until it
 //! is revoked; one with a refresh token costs `rt:` and `fam:`. Revoking a family, a subject
@@ -44,7 +52,7 @@
 //! primary with replicas), not Redis Cluster.
 
 mod apply;
-mod changes;
+pub mod changes;
 pub mod clients;
 mod generation;
 mod keys;

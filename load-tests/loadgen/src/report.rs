@@ -16,7 +16,7 @@ use crate::record::Run;
 fn references(scenario: &str) -> Option<(&'static str, &'static str)> {
     match scenario {
         "issue" => Some(("sign", "seed-login")),
-        "validate" | "introspect" => Some(("verify", "seed-data")),
+        "validate" | "introspect" | "resource-data" => Some(("verify", "seed-data")),
         _ => None,
     }
 }

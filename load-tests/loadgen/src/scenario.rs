@@ -19,6 +19,9 @@ pub enum Scenario {
     Issue,
     /// `GET /api/data` with tokens from the pool (tokend: signature and revocation check).
     Validate,
+    /// `GET /data` on the example resource server (the SDK: signature and revocation check)
+    /// with tokens from the issuer's pool.
+    ResourceData,
     /// RFC 7662 introspection of tokens from the pool (tokend).
     Introspect,
     /// The bare reference: sign a token and nothing else (`reference-server`).
@@ -92,11 +95,11 @@ impl Prepared {
                 r.headers_mut().insert(CONTENT_TYPE, FORM);
                 (r, Some(b"\"access_token\""))
             }
-            Scenario::Validate | Scenario::Verify | Scenario::SeedData => {
-                let path = if self.scenario == Scenario::Verify {
-                    "/verify"
-                } else {
-                    "/api/data"
+            Scenario::Validate | Scenario::Verify | Scenario::SeedData | Scenario::ResourceData => {
+                let path = match self.scenario {
+                    Scenario::Verify => "/verify",
+                    Scenario::ResourceData => "/data",
+                    _ => "/api/data",
                 };
                 let mut r = request(Method::GET, target, path, Bytes::new())?;
                 r.headers_mut().insert(AUTHORIZATION, pooled()?.0.clone());
@@ -155,7 +158,7 @@ async fn one_token(
     client: Option<&Client>,
 ) -> anyhow::Result<String> {
     let response = match scenario {
-        Scenario::Validate | Scenario::Introspect => {
+        Scenario::Validate | Scenario::Introspect | Scenario::ResourceData => {
             let client = client.context("give --client-id and --client-secret")?;
             http.post(format!("{issuer}/oauth/token"))
                 .basic_auth(&client.id, Some(&client.secret))
@@ -191,7 +194,11 @@ pub async fn prepare(
     let basic = client.map(Client::basic).transpose()?;
     let needs_pool = matches!(
         scenario,
-        Scenario::Validate | Scenario::Introspect | Scenario::Verify | Scenario::SeedData
+        Scenario::Validate
+            | Scenario::Introspect
+            | Scenario::Verify
+            | Scenario::SeedData
+            | Scenario::ResourceData
     );
     let mut tokens = Vec::new();
     if needs_pool {

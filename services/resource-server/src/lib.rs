@@ -40,9 +40,11 @@ pub async fn verifier(settings: &Settings) -> anyhow::Result<Arc<Verifier>> {
     )))
 }
 
-/// `GET /data`: the caller's subject and scope, for a valid, unrevoked token.
+/// `GET /data`: the caller's subject and scope, for a valid, unrevoked token. `GET /readyz`:
+/// 200 (it serves only once it has discovered the issuer's keys and reached Redis).
 pub fn router(verifier: Arc<Verifier>) -> Router {
     Router::new()
+        .route("/readyz", get(|| async { "ready" }))
         .route(
             "/data",
             get(|Bearer(claims): Bearer| async move {

@@ -149,6 +149,18 @@ fn script() -> Vec<Event> {
     ]
 }
 
+/// The revocation query of a token of the script's client, signed by a live key.
+fn query(jti: &str, family: &str, sub: &str) -> RevocationQuery {
+    RevocationQuery {
+        jti: jti.into(),
+        family_id: family.into(),
+        sub: Some(sub.into()),
+        client_id: "app".into(),
+        auth_time_ms: 1_000_000,
+        kid: "k-live".into(),
+    }
+}
+
 async fn store() -> RedisStore {
     RedisStore::connect(&redis().await.url, &unique("t"))
         .await
@@ -372,14 +384,7 @@ async fn readers_fail_closed_until_the_projection_is_complete_again() {
     let store = RedisStore::connect(&redis().await.url, &base)
         .await
         .unwrap();
-    let revoked = RevocationQuery {
-        jti: "b1".into(),
-        family_id: "f2".into(),
-        sub: Some("bob".into()),
-        client_id: "app".into(),
-        auth_time_ms: 1_000_000,
-        kid: "k-live".into(),
-    };
+    let revoked = query("b1", "f2", "bob");
     // Nothing there yet: not "not revoked", but "I do not know".
     assert!(matches!(
         store.is_revoked(&revoked).await,
@@ -860,14 +865,7 @@ async fn the_revocation_mirror_answers_from_memory_and_keeps_strict_revocation_e
         .apply_records(0, events.len() as u64, &[Some(&late)])
         .await
         .unwrap();
-    let d1 = RevocationQuery {
-        jti: "d1".into(),
-        family_id: "f6".into(),
-        sub: Some("dave".into()),
-        client_id: "app".into(),
-        auth_time_ms: 1_000_000,
-        kid: "k-live".into(),
-    };
+    let d1 = query("d1", "f6", "dave");
     assert!(node.is_revoked(&d1).await.unwrap());
     until("loaded again", || mirror.is_current()).await;
     let before = record_reads(&mut con).await;
