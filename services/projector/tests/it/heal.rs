@@ -87,6 +87,93 @@ async fn redis_losing_its_data_fails_closed_and_the_projector_heals_it_unprompte
     );
 }
 
+/// A Redis restart (every connection dropped, the data back from its snapshot or gone):
+/// nodes and an SDK verifier with revocation mirrors never accept a revoked token meanwhile,
+/// answer again by themselves, and the SDK's mirror steps aside and comes back current.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_never_lets_a_revoked_token_through_and_the_mirrors_come_back() {
+    tokend_testkit::time_limit(LIMIT_SECS);
+    let private = Redis::start().await;
+    let c = Cluster::start(&kafka().await.bootstrap, &private.url, 2).await;
+    let _projector = c.spawn_projector();
+    c.ready().await;
+    let sdk = tokend_redis::RedisStore::connect(&private.url, &c.redis.key_prefix)
+        .await
+        .unwrap()
+        .with_revocation_mirror(1000);
+    let mirror = sdk.revocation_mirror().unwrap();
+    let started = Instant::now();
+    while !mirror.is_current() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the mirror loads"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let revoked = c.client_credentials(0).await;
+    let live = c.client_credentials(0).await;
+    revoke_strict(&c, 0, &revoked).await;
+    // The revocation queries of the two tokens (their claims, read without verifying).
+    let query = |token: &str| {
+        use base64::Engine;
+        let payload = token.split('.').nth(1).unwrap();
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        let claims: tokend_jwt::AccessClaims = serde_json::from_slice(&json).unwrap();
+        tokend_verify::revocation_query(&claims)
+    };
+    assert!(
+        tokend_domain::StateStore::is_revoked(&sdk, &query(&revoked))
+            .await
+            .unwrap()
+    );
+    let steps = mirror.step_asides();
+
+    docker("restart", private.id());
+    let restarted = Instant::now();
+    let mut healed_at = None;
+    while healed_at.is_none() {
+        assert!(
+            restarted.elapsed() < Duration::from_secs(40),
+            "not back in 40 s"
+        );
+        for node in 0..2 {
+            let status = c.data(node, &revoked).await;
+            assert!(
+                status == 401 || status == 503,
+                "node {node} answered {status}"
+            );
+        }
+        // An error is failing closed; an answer must be "revoked".
+        if let Ok(answer) = tokend_domain::StateStore::is_revoked(&sdk, &query(&revoked)).await {
+            assert!(answer, "the SDK accepted a revoked token");
+        }
+        if c.data(1, &live).await == 200 && c.data(0, &live).await == 200 && mirror.is_current() {
+            healed_at = Some(restarted.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        mirror.step_asides() > steps,
+        "the SDK's mirror stepped aside"
+    );
+    assert!(
+        tokend_domain::StateStore::is_revoked(&sdk, &query(&revoked))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !tokend_domain::StateStore::is_revoked(&sdk, &query(&live))
+            .await
+            .unwrap()
+    );
+    println!(
+        "Redis restart: answering again {:?} after it",
+        healed_at.unwrap_or_default()
+    );
+}
+
 /// A projector as a process of its own (so it can be killed with SIGKILL).
 fn projector_process(c: &Cluster) -> Child {
     let config = projector_config(c);
