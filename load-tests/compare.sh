@@ -117,15 +117,16 @@ cluster() { # cluster SUFFIX
   # Validation on a node that did not issue the tokens.
   measure "cluster-validate$1" validate "$validator" --target http://127.0.0.1:8082 --issuer http://127.0.0.1:8081
   measure "cluster-introspect$1" introspect "$validator" --target http://127.0.0.1:8082 --issuer http://127.0.0.1:8081
-  [ -z "$1" ] || return 0
-  # The example resource server: the SDK, with its own revocation mirror.
+  # The example resource server: the SDK, with its own revocation mirror (and, like the
+  # nodes, without a verified-token cache in the -uncached run).
   local rs_port rs_pid
   rs_port=$(port)
   RS_ISSUER=http://127.0.0.1:8081 RS_REDIS_URL=redis://127.0.0.1:16379 RS_LISTEN_ADDR="127.0.0.1:$rs_port" \
-    "$bin/resource-server" >"$work/resource-server.log" 2>&1 &
+    RS_VERIFIED_TOKENS="${TOKEND_TOKENS__VERIFIED_TOKENS:-10000}" \
+    "$bin/resource-server" >"$work/resource-server$1.log" 2>&1 &
   pids+=($!); rs_pid=$!
-  ready "http://127.0.0.1:$rs_port" "$work/resource-server.log"
-  measure resource-server-validate resource-data "$rs_pid $(cat "$work/stack/redis.pid")" \
+  ready "http://127.0.0.1:$rs_port" "$work/resource-server$1.log"
+  measure "resource-server-validate$1" resource-data "$rs_pid $(cat "$work/stack/redis.pid")" \
     --target "http://127.0.0.1:$rs_port" --issuer http://127.0.0.1:8081
   kill "$rs_pid"
 }

@@ -270,6 +270,23 @@ fn aud_may_be_a_single_string() {
     }))
     .unwrap();
     assert_eq!(c.aud, vec!["api".to_owned()]);
+    let claims = |aud: serde_json::Value| {
+        serde_json::from_str::<AccessClaims>(&format!(
+            r#"{{"iss":"i","sub":"s","aud":{aud},"client_id":"c","scope":"","jti":"j","iat":1,"exp":2}}"#
+        ))
+    };
+    assert_eq!(
+        claims(serde_json::json!(["api", "billing"])).unwrap().aud,
+        vec!["api".to_owned(), "billing".to_owned()]
+    );
+    assert!(claims(serde_json::json!([])).unwrap().aud.is_empty());
+    for bad in [
+        serde_json::json!(7),
+        serde_json::json!([7]),
+        serde_json::json!({"a": 1}),
+    ] {
+        assert!(claims(bad).is_err());
+    }
 }
 
 #[test]

@@ -21,6 +21,8 @@ pub struct Settings {
     pub redis_key_prefix: String,
     /// Revocation records kept in memory (0: every check reads Redis).
     pub revocation_mirror: usize,
+    /// Tokens whose signature was checked before, kept (0: every token is verified).
+    pub verified_tokens: usize,
 }
 
 pub async fn verifier(settings: &Settings) -> anyhow::Result<Arc<Verifier>> {
@@ -28,16 +30,19 @@ pub async fn verifier(settings: &Settings) -> anyhow::Result<Arc<Verifier>> {
     let store = RedisStore::connect(&settings.redis_url, &settings.redis_key_prefix)
         .await?
         .with_revocation_mirror(settings.revocation_mirror);
-    Ok(Arc::new(Verifier::new(
-        Arc::new(keys),
-        Arc::new(RedisRevocation(store)),
-        VerifyPolicy {
-            issuer: settings.issuer.clone(),
-            audiences: vec![settings.audience.clone()],
-            leeway_secs: 30,
-        },
-        Arc::new(SystemClock),
-    )))
+    Ok(Arc::new(
+        Verifier::new(
+            Arc::new(keys),
+            Arc::new(RedisRevocation(store)),
+            VerifyPolicy {
+                issuer: settings.issuer.clone(),
+                audiences: vec![settings.audience.clone()],
+                leeway_secs: 30,
+            },
+            Arc::new(SystemClock),
+        )
+        .with_verified_tokens(settings.verified_tokens),
+    ))
 }
 
 /// `GET /data`: the caller's subject and scope, for a valid, unrevoked token. `GET /readyz`:

@@ -1,7 +1,9 @@
 //! `resource-server`: the example resource server. Settings from the environment:
 //! `RS_ISSUER` (the token service's issuer URL), `RS_AUDIENCE` (default `api`), `RS_REDIS_URL`,
 //! `RS_REDIS_KEY_PREFIX` (default `tokend`), `RS_LISTEN_ADDR` (default `127.0.0.1:8090`),
-//! `RS_REVOCATION_MIRROR` (revocation records kept in memory, default 1,000,000; 0 for none).
+//! `RS_REVOCATION_MIRROR` (revocation records kept in memory, default 1,000,000; 0 for none),
+//! `RS_VERIFIED_TOKENS` (tokens whose signature was checked before, kept: default 10,000; 0
+//! for none).
 
 use anyhow::Context;
 use tokend_resource_server::{Settings, router, verifier};
@@ -25,6 +27,9 @@ async fn main() -> anyhow::Result<()> {
         revocation_mirror: env("RS_REVOCATION_MIRROR", Some("1000000"))?
             .parse()
             .context("RS_REVOCATION_MIRROR must be a number")?,
+        verified_tokens: env("RS_VERIFIED_TOKENS", Some("10000"))?
+            .parse()
+            .context("RS_VERIFIED_TOKENS must be a number")?,
     };
     let addr = env("RS_LISTEN_ADDR", Some("127.0.0.1:8090"))?;
     let app = router(verifier(&settings).await?);

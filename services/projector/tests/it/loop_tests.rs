@@ -253,6 +253,7 @@ async fn remote_resource_server_verifies_with_jwks_and_redis() {
         redis_url: c.redis.url.clone(),
         redis_key_prefix: c.redis.key_prefix.clone(),
         revocation_mirror: 1000,
+        verified_tokens: 100,
     };
     let app =
         tokend_resource_server::router(tokend_resource_server::verifier(&settings).await.unwrap());
