@@ -56,40 +56,103 @@ fn record_response<B>(res: &Response<B>, _latency: std::time::Duration, span: &t
 }
 
 /// `router` with `http.server.request.duration` (seconds, by method, route template and
-/// status) recorded for every request; always on (one histogram record per request).
+/// status) recorded for every request; always on (one histogram record per request). A tower
+/// layer of its own rather than `axum::middleware::from_fn`, whose boxed future and cloned
+/// inner service per request cost about 6 µs of CPU: uncached validation on an embedded node
+/// went from 62 to 56 µs per answer and from 24.7k to 26.7k/s (A/B, same machine).
 pub fn measured(router: axum::Router) -> axum::Router {
-    router.layer(axum::middleware::from_fn(measure))
+    router.layer(MeasureLayer)
 }
 
-async fn measure(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let method = method_name(req.method());
-    #[allow(clippy::disallowed_methods)] // a measurement
-    let started = std::time::Instant::now();
-    let response = next.run(req).await;
-    let duration = crate::seconds_histogram!(
-        "tokend-http",
-        "http.server.request.duration",
-        "HTTP server request duration"
-    );
-    duration.record(
-        started.elapsed().as_secs_f64(),
-        &[
-            opentelemetry::KeyValue::new("http.request.method", method),
-            opentelemetry::KeyValue::new("http.route", route),
-            opentelemetry::KeyValue::new(
-                "http.response.status_code",
-                i64::from(response.status().as_u16()),
-            ),
-        ],
-    );
-    response
+#[derive(Clone, Copy)]
+struct MeasureLayer;
+
+impl<S> tower::Layer<S> for MeasureLayer {
+    type Service = Measure<S>;
+
+    fn layer(&self, inner: S) -> Measure<S> {
+        Measure(inner)
+    }
+}
+
+#[derive(Clone)]
+struct Measure<S>(S);
+
+impl<S, B, R> tower::Service<Request<B>> for Measure<S>
+where
+    S: tower::Service<Request<B>, Response = Response<R>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Measured<S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        let method = method_name(req.method());
+        #[allow(clippy::disallowed_methods)] // a measurement
+        let started = std::time::Instant::now();
+        Measured {
+            inner: self.0.call(req),
+            route,
+            method,
+            started,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    struct Measured<F> {
+        #[pin]
+        inner: F,
+        route: Option<MatchedPath>,
+        method: &'static str,
+        started: std::time::Instant,
+    }
+}
+
+impl<F, R, E> std::future::Future for Measured<F>
+where
+    F: std::future::Future<Output = Result<Response<R>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let output = std::task::ready!(this.inner.poll(cx));
+        if let Ok(response) = &output {
+            let route = this
+                .route
+                .as_ref()
+                .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+            crate::seconds_histogram!(
+                "tokend-http",
+                "http.server.request.duration",
+                "HTTP server request duration"
+            )
+            .record(
+                this.started.elapsed().as_secs_f64(),
+                &[
+                    opentelemetry::KeyValue::new("http.request.method", *this.method),
+                    opentelemetry::KeyValue::new("http.route", route),
+                    opentelemetry::KeyValue::new(
+                        "http.response.status_code",
+                        i64::from(response.status().as_u16()),
+                    ),
+                ],
+            );
+        }
+        std::task::Poll::Ready(output)
+    }
 }
 
 /// The method as the HTTP conventions name it: a known method, or `_OTHER` (so a client
