@@ -16,7 +16,7 @@
 //! Anything else reads as `*`: a message this build does not understand drops everything.
 
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 
@@ -157,8 +157,8 @@ async fn follow(client: redis::Client, channel: String, followers: Followers) {
     }
 }
 
-/// How often a subscription is checked: a ping on it (a connection Redis closed shows only
-/// this way), then the revocation mirror's lease. A change lost with a closed connection is
+/// How often a subscription is checked: the revocation mirror's lease, then a ping on it (a
+/// connection Redis closed shows only this way). A change lost with a closed connection is
 /// served from the client cache at most about this long, plus [`PING_LIMIT`] for a
 /// connection gone silent; the mirror stops answering by its lease.
 const CHECK_EVERY: Duration = Duration::from_millis(250);
@@ -184,8 +184,10 @@ async fn subscribe(
         Some(live) => live.set_live(true),
         None => return Ok(()),
     }
-    // The first tick is at once: the mirror loads as soon as it is subscribed.
+    // The first tick is at once: the mirror loads as soon as it is subscribed. A long load
+    // delays the next ticks rather than firing them in a burst.
     let mut check = tokio::time::interval(CHECK_EVERY);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let first = tokio::select! {
             message = messages.next() => message,
@@ -193,21 +195,32 @@ async fn subscribe(
                 let Some(live) = followers.upgrade() else {
                     return Ok(());
                 };
-                #[allow(clippy::disallowed_methods, reason = "a lease's start, not domain time")]
-                let sent = Instant::now();
+                // The mirror's lease first, then the ping, then everything queued before its
+                // answer; only then does the mirror answer on the lease (see `crate::mirror`).
+                let renewed = match &live.mirror {
+                    Some(mirror) => mirror.renew().await,
+                    None => None,
+                };
                 match tokio::time::timeout(PING_LIMIT, sink.ping::<redis::Value>()).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(error)) => return Err(error),
                     Err(_) => return Ok(()), // silent: subscribe afresh
                 }
-                // Everything published before the ping was answered is queued by now.
+                // Everything published before the ping was answered is queued by now; read
+                // all of it (unconstrained: tokio's cooperative budget would stop the loop
+                // early with messages still queued).
                 let mut barrier = None;
-                while let Some(Some(message)) = messages.next().now_or_never() {
-                    live.handle(&message, &mut barrier);
-                }
+                tokio::task::unconstrained(async {
+                    while let Some(Some(message)) = messages.next().now_or_never() {
+                        live.handle(&message, &mut barrier);
+                    }
+                })
+                .await;
                 if let Some(mirror) = &live.mirror {
                     mirror.acknowledge(barrier).await;
-                    mirror.check(sent).await;
+                    if let Some(renewed) = renewed {
+                        mirror.serve(renewed);
+                    }
                 }
                 continue;
             }

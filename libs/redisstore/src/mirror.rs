@@ -11,12 +11,14 @@
 //! is never un-revoked, a watermark only rises), so a message and the snapshot merge to the
 //! same state in either order.
 //!
-//! **When it answers.** Only while it holds a lease: every 250 ms it pings its subscription
-//! (which proves that everything published before is queued to it) and renews a lease in
-//! Redis, which also checks that the generation it loaded is still live and ready. It
-//! answers for [`SERVE`] after the ping that preceded its last renewal; otherwise (not yet
-//! loaded, stream broken, generation switched, Redis lost its data, too many entries) the
-//! check goes to Redis as before, which fails closed.
+//! **When it answers.** Only while it holds a lease. Every 250 ms it renews a lease in Redis
+//! (a script that also checks that the generation it loaded is still live and ready), *then*
+//! pings its subscription and applies everything queued before the answer (the ping proves
+//! that everything published before it is queued), and only then answers, for [`SERVE`]
+//! after the moment it sent the renewal. So a revoker that found no lease, or a lapsed one,
+//! published its revocation before a renewal that the mirror only acts on once it has read
+//! what came before. Otherwise (not yet loaded, stream broken, generation switched, Redis
+//! lost its data, too many entries) the check goes to Redis as before, which fails closed.
 //!
 //! **Strict revocation keeps its zero window.** Once the projection has applied a strict
 //! revocation, the revoking node takes a barrier ([`RedisStore::reader_barrier`]): a number
@@ -25,11 +27,16 @@
 //! only when every mirror whose lease is current has acknowledged it
 //! ([`RedisStore::readers_passed`]). A mirror that cannot acknowledge (cut off, frozen) is
 //! waited for until its lease lapses ([`LEASE`], twice [`SERVE`]: by then it has stopped
-//! answering by itself), or until the revocation's own time limit.
+//! answering by itself), or until the revocation's own time limit. For [`LEASE`] after the
+//! lease table began (`P:mirrors:since`: a first start, or Redis lost its data and with it the
+//! leases of mirrors that may still be answering) no mirror is excused at all.
+//!
+//! Assumed: Redis's clock does not step forward by more than `LEASE - SERVE` (1 s) at once,
+//! and a failover loses less than that much of the lease table's writes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use redis::Script;
@@ -49,6 +56,8 @@ pub const LEASE: Duration = Duration::from_secs(2);
 const OVERFLOW_PAUSE: Duration = Duration::from_secs(60);
 /// Values read per `MGET` while loading.
 const LOAD_CHUNK: usize = 1000;
+/// After a failed load, how long a mirror waits before loading again.
+const LOAD_RETRY: Duration = Duration::from_secs(5);
 
 /// Whether the mirror holds `record` (the records the revocation check reads, when they
 /// revoke something).
@@ -82,14 +91,18 @@ fn leases_key(base: &str) -> String {
 fn acks_key(base: &str) -> String {
     format!("{base}:mirrors:acks")
 }
+fn since_key(base: &str) -> String {
+    format!("{base}:mirrors:since")
+}
 
 /// Renews (or gives up) a mirror's lease, records an acknowledgement, and says where the
-/// live generation stands. KEYS: pointer, leases, acks. ARGV: base prefix "P:", mirror id,
-/// the generation the mirror holds ("" none), a barrier to acknowledge ("" none).
+/// live generation stands. KEYS: pointer, leases, acks, since. ARGV: base prefix "P:", mirror
+/// id, the generation the mirror holds ("" none), a barrier to acknowledge ("" none).
 /// Returns {now ms, live generation or "", ready, indexed, renewed}.
 const LEASE_SCRIPT: &str = "
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('SET', KEYS[4], now, 'NX')
 local live = redis.call('GET', KEYS[1]) or ''
 local ready, index = 0, 0
 if live ~= '' then
@@ -126,21 +139,26 @@ for _, name in ipairs(redis.call('ZRANGEBYSCORE', prefix .. 'revocations', now, 
 end
 return reply";
 
-/// A strict revocation's barrier: published on the change stream. KEYS: sync counter.
-/// ARGV: channel.
+/// A strict revocation's barrier: published on the change stream. KEYS: sync counter,
+/// since. ARGV: channel.
 const BARRIER_SCRIPT: &str = "
+local t = redis.call('TIME')
+redis.call('SET', KEYS[2], t[1] * 1000 + math.floor(t[2] / 1000), 'NX')
 local n = redis.call('INCR', KEYS[1])
 redis.call('PUBLISH', ARGV[1], '? ' .. n)
 return n";
 
-/// How many mirrors with a current lease have not acknowledged barrier ARGV[1]; forgets
-/// mirrors whose lease lapsed a minute ago. KEYS: leases, acks. ARGV: barrier, lease ms.
+/// How many mirrors with a current lease have not acknowledged barrier ARGV[1] (plus one
+/// while the lease table is younger than a lease: a mirror whose lease was lost with Redis's
+/// data may still answer); forgets mirrors whose lease lapsed a minute ago. KEYS: leases,
+/// acks, since. ARGV: barrier, lease ms.
 const PASSED_SCRIPT: &str = "
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local barrier = tonumber(ARGV[1])
 local leases = redis.call('HGETALL', KEYS[1])
 local pending = 0
+if now < tonumber(redis.call('GET', KEYS[3]) or now) + tonumber(ARGV[2]) then pending = 1 end
 for i = 1, #leases, 2 do
   local id, at = leases[i], tonumber(leases[i + 1])
   if at + tonumber(ARGV[2]) < now then
@@ -156,21 +174,32 @@ return pending";
 
 type Entries = HashMap<Key, (Record, i64)>;
 
+/// What readers see, changed only under the write lock (so an answer is computed from
+/// entries that belong to the serving window it checked).
+#[derive(Default)]
+struct Held {
+    entries: Entries,
+    /// The generation the entries are of (`None`: not loaded).
+    generation: Option<String>,
+    /// Answers until this many nanoseconds after `Mirror::started` (0: not answering).
+    serve_until: u64,
+    /// Bumped by every step aside: a lease taken before one does not start serving.
+    epoch: u64,
+}
+
 pub struct Mirror {
     id: String,
     base: String,
     con: ConnectionManager,
     capacity: usize,
-    entries: RwLock<Entries>,
-    /// The generation the entries are of (`None`: not loaded).
-    generation: Mutex<Option<String>>,
-    /// Answers until this many nanoseconds after `started` (0: not answering).
-    serve_until: AtomicU64,
+    held: RwLock<Held>,
     started: Instant,
-    /// No loading before this many nanoseconds after `started` (after an overflow).
+    /// No loading before this many nanoseconds after `started` (after an overflow or a
+    /// failed load).
     paused_until: AtomicU64,
     checks: AtomicU64,
     step_asides: AtomicU64,
+    fallbacks: AtomicU64,
 }
 
 impl std::fmt::Debug for Mirror {
@@ -181,6 +210,12 @@ impl std::fmt::Debug for Mirror {
             .field("answering", &self.is_current())
             .finish_non_exhaustive()
     }
+}
+
+/// A lease renewed at a known moment, before the ping that lets it start serving.
+pub(crate) struct Renewed {
+    sent: Instant,
+    epoch: u64,
 }
 
 impl Mirror {
@@ -194,13 +229,12 @@ impl Mirror {
             base: base.to_owned(),
             con,
             capacity,
-            entries: RwLock::new(HashMap::new()),
-            generation: Mutex::new(None),
-            serve_until: AtomicU64::new(0),
+            held: RwLock::new(Held::default()),
             started: Instant::now(),
             paused_until: AtomicU64::new(0),
             checks: AtomicU64::new(0),
             step_asides: AtomicU64::new(0),
+            fallbacks: AtomicU64::new(0),
         }
     }
 
@@ -216,17 +250,22 @@ impl Mirror {
         self.nanos(Instant::now())
     }
 
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Held> {
+        self.held.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Held> {
+        self.held.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Whether it answers now (loaded, and within its lease).
     pub fn is_current(&self) -> bool {
-        self.now() < self.serve_until.load(Ordering::Acquire)
+        self.now() < self.read().serve_until
     }
 
     /// Entries held.
     pub fn len(&self) -> usize {
-        self.entries
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.read().entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -238,49 +277,40 @@ impl Mirror {
         self.step_asides.load(Ordering::Relaxed)
     }
 
-    /// What the revocation rule needs, when the mirror may answer.
+    /// How many revocation checks went to Redis because it could not answer.
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(Ordering::Relaxed)
+    }
+
+    /// What the revocation rule needs, when the mirror may answer (else the caller reads
+    /// Redis, counted in [`Mirror::fallbacks`]).
     pub(crate) fn state(&self, q: &RevocationKeys<'_>) -> Option<RevocationState> {
-        if !self.is_current() {
+        let held = self.read();
+        if self.now() >= held.serve_until {
+            self.fallbacks.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
-        let state = q.state(|key| entries.get(key).map(|(r, _)| r));
-        // A lease that ended while reading: the answer may be older than allowed.
-        self.is_current().then_some(state)
+        Some(q.state(|key| held.entries.get(key).map(|(r, _)| r)))
     }
 
     /// Stops answering and drops everything; the next check loads again.
     pub(crate) fn step_aside(&self) {
-        let was = self.serve_until.swap(0, Ordering::AcqRel) != 0;
-        let held = self
-            .generation
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-            .is_some();
-        if was || held {
+        let mut held = self.write();
+        if held.serve_until != 0 || held.generation.is_some() {
             self.step_asides.fetch_add(1, Ordering::Relaxed);
         }
-        self.entries
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
-    }
-
-    fn loaded(&self) -> Option<String> {
-        self.generation
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        held.serve_until = 0;
+        held.generation = None;
+        held.epoch += 1;
+        held.entries = Entries::new();
     }
 
     /// A record the projector wrote (from the stream); ignored while not loaded (the load
     /// that follows reads it).
     pub(crate) fn record(&self, name: &str, value: &str, expires_at: i64) {
-        if self.loaded().is_none() {
-            return;
-        }
-        let Some(record) = parse_name(name).and_then(|k| Some((decode(&k, value).ok()?, k))) else {
+        let Some((key, record)) =
+            parse_name(name).and_then(|k| Some((k.clone(), decode(&k, value).ok()?)))
+        else {
             // A record this build cannot read: it must not be taken for "not revoked".
             tracing::warn!(
                 name,
@@ -289,11 +319,13 @@ impl Mirror {
             self.step_aside();
             return;
         };
-        let (record, key) = record;
         let overflow = {
-            let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
-            insert(&mut entries, key, record, expires_at);
-            entries.len() > self.capacity
+            let mut held = self.write();
+            if held.generation.is_none() {
+                return;
+            }
+            insert(&mut held.entries, key, record, expires_at);
+            held.entries.len() > self.capacity
         };
         if overflow {
             self.overflowed();
@@ -306,8 +338,12 @@ impl Mirror {
             "Revocation mirror: more revocations than redis.revocation_mirror allows; the revocation check reads Redis (raise the setting)."
         );
         self.step_aside();
+        self.pause(OVERFLOW_PAUSE);
+    }
+
+    fn pause(&self, pause: Duration) {
         self.paused_until
-            .store(self.now() + nanos(OVERFLOW_PAUSE), Ordering::Release);
+            .store(self.now() + nanos(pause), Ordering::Release);
     }
 
     /// Acknowledges a strict revocation's barrier (best effort: a mirror that cannot is
@@ -323,48 +359,68 @@ impl Mirror {
         }
     }
 
-    /// The periodic check, after a ping sent at `sent` was answered: renew the lease (and
-    /// answer until `sent` + [`SERVE`]), or step aside; load when not loaded.
-    pub(crate) async fn check(&self, sent: Instant) {
-        let loaded = self.loaded();
-        let lease = self.lease(loaded.as_deref().unwrap_or(""), None).await;
-        match lease {
-            Ok(l) if l.renewed => {
-                self.serve_until
-                    .store(self.nanos(sent) + nanos(SERVE), Ordering::Release);
-                if self
-                    .checks
-                    .fetch_add(1, Ordering::Relaxed)
-                    .is_multiple_of(64)
-                {
-                    self.prune(l.now_ms / 1000);
-                }
-            }
-            Ok(l) => {
-                if loaded.is_some() {
-                    self.step_aside(); // the generation moved, or lost its ready marker
-                }
-                let paused = self.now() < self.paused_until.load(Ordering::Acquire);
-                if l.ready
-                    && l.indexed
-                    && !paused
-                    && let Err(error) = self.load().await
-                {
-                    tracing::warn!(%error, "Revocation mirror: loading failed; the revocation check reads Redis.");
-                }
-            }
+    /// The first half of the periodic check: renew the lease (or give it up and step aside),
+    /// loading first when not loaded. The mirror answers on the lease only once
+    /// [`Mirror::serve`] is called with it, after the ping and the messages before it.
+    pub(crate) async fn renew(&self) -> Option<Renewed> {
+        let (loaded, epoch) = {
+            let held = self.read();
+            (held.generation.clone(), held.epoch)
+        };
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "a lease's start, not domain time"
+        )]
+        let sent = Instant::now();
+        let lease = match self.lease(loaded.as_deref().unwrap_or(""), None).await {
+            Ok(lease) => lease,
             Err(error) => {
                 tracing::debug!(%error, "Revocation mirror: lease not renewed.");
                 self.step_aside();
+                return None;
+            }
+        };
+        if lease.renewed {
+            if self
+                .checks
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(64)
+            {
+                self.prune(lease.now_ms / 1000);
+            }
+            return Some(Renewed { sent, epoch });
+        }
+        if loaded.is_some() {
+            self.step_aside(); // the generation moved, or lost its ready marker
+        }
+        let paused = self.now() < self.paused_until.load(Ordering::Acquire);
+        if !lease.ready || !lease.indexed || paused {
+            return None;
+        }
+        match self.load().await {
+            Ok(renewed) => renewed,
+            Err(error) => {
+                tracing::warn!(%error, "Revocation mirror: loading failed; the revocation check reads Redis.");
+                self.step_aside();
+                self.pause(LOAD_RETRY);
+                None
             }
         }
     }
 
+    /// The second half: everything published before the ping that followed the renewal has
+    /// been applied; answer until [`SERVE`] after the renewal was sent, unless the mirror
+    /// stepped aside meanwhile.
+    pub(crate) fn serve(&self, renewed: Renewed) {
+        let until = self.nanos(renewed.sent) + nanos(SERVE);
+        let mut held = self.write();
+        if held.epoch == renewed.epoch && held.generation.is_some() {
+            held.serve_until = held.serve_until.max(until);
+        }
+    }
+
     fn prune(&self, now_secs: i64) {
-        self.entries
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|_, (_, at)| *at >= now_secs);
+        self.write().entries.retain(|_, (_, at)| *at >= now_secs);
     }
 
     async fn lease(&self, generation: &str, ack: Option<u64>) -> Result<Lease, StoreError> {
@@ -373,6 +429,7 @@ impl Mirror {
                 .key(format!("{}:active", self.base))
                 .key(leases_key(&self.base))
                 .key(acks_key(&self.base))
+                .key(since_key(&self.base))
                 .arg(format!("{}:", self.base))
                 .arg(&self.id)
                 .arg(generation)
@@ -388,12 +445,9 @@ impl Mirror {
         })
     }
 
-    /// Loads the live generation's revocations, then takes a lease on them.
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "a lease's start, not domain time"
-    )]
-    async fn load(&self) -> Result<(), StoreError> {
+    /// Loads the live generation's revocations and takes a lease on them (not yet serving:
+    /// see [`Mirror::renew`]).
+    async fn load(&self) -> Result<Option<Renewed>, StoreError> {
         let mut con = self.con.clone();
         let reply: Vec<redis::Value> = Script::new(SNAPSHOT_SCRIPT)
             .key(format!("{}:active", self.base))
@@ -410,10 +464,10 @@ impl Mirror {
         let barrier: i64 =
             redis::from_redis_value(reply.next().unwrap_or(redis::Value::Nil)).map_err(parse)?;
         match barrier {
-            -1 => return Ok(()), // not ready (or not indexed) after all
+            -1 => return Ok(None), // not ready (or not indexed) after all
             -2 => {
                 self.overflowed();
-                return Ok(());
+                return Ok(None);
             }
             _ => {}
         }
@@ -441,33 +495,47 @@ impl Mirror {
                 insert(&mut entries, key, record, expires_at);
             }
         }
+        let count = entries.len();
+        let epoch = {
+            let mut held = self.write();
+            // From here the stream's records are applied to these entries.
+            held.entries = entries;
+            held.generation = Some(generation.clone());
+            held.epoch
+        };
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "a lease's start, not domain time"
+        )]
         let sent = Instant::now();
-        // Taken with the barrier read at the snapshot: the revocations before it are loaded.
+        // Acknowledges the barrier read with the snapshot: the revocations before it are in.
         let lease = self
             .lease(&generation, Some(u64::try_from(barrier).unwrap_or(0)))
             .await?;
         if !lease.renewed {
-            return Ok(()); // the generation moved meanwhile: the next check loads again
+            self.step_aside(); // the generation moved meanwhile: the next check loads again
+            return Ok(None);
         }
-        let count = entries.len();
-        {
-            let mut held = self.entries.write().unwrap_or_else(PoisonError::into_inner);
-            // Messages read while loading were ignored: the load has them, or they come later.
-            *held = entries;
-        }
-        *self
-            .generation
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(generation.clone());
-        self.serve_until
-            .store(self.nanos(sent) + nanos(SERVE), Ordering::Release);
         tracing::info!(%generation, revocations = count, "Revocation mirror loaded.");
-        Ok(())
+        Ok(Some(Renewed { sent, epoch }))
+    }
+
+    /// Gives up the lease, so strict revocations stop waiting for this mirror at once (a
+    /// graceful stop; a mirror that just vanishes is waited for until its lease lapses).
+    pub async fn release(&self) {
+        self.step_aside();
+        let release = redis::pipe()
+            .hdel(leases_key(&self.base), &self.id)
+            .hdel(acks_key(&self.base), &self.id)
+            .to_owned();
+        let mut con = self.con.clone();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(1), release.query_async::<()>(&mut con)).await;
     }
 }
 
 impl Drop for Mirror {
-    /// Gives up the lease, so strict revocations stop waiting for this mirror at once.
+    /// Gives up the lease if a runtime is still there to send it (see [`Mirror::release`]).
     fn drop(&mut self) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
@@ -551,6 +619,7 @@ impl RedisStore {
     pub async fn reader_barrier(&self) -> Result<u64, StoreError> {
         Script::new(BARRIER_SCRIPT)
             .key(sync_key(&self.base))
+            .key(since_key(&self.base))
             .arg(crate::changes::channel(&self.base))
             .invoke_async(&mut self.con.clone())
             .await
@@ -563,6 +632,7 @@ impl RedisStore {
         let pending: i64 = Script::new(PASSED_SCRIPT)
             .key(leases_key(&self.base))
             .key(acks_key(&self.base))
+            .key(since_key(&self.base))
             .arg(barrier)
             .arg(u64::try_from(LEASE.as_millis()).unwrap_or(u64::MAX))
             .invoke_async(&mut self.con.clone())

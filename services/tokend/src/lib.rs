@@ -43,6 +43,8 @@ pub struct Node {
     /// The signing keys and their log (the rotation task holds them weakly: it ends with the
     /// node).
     pub keys: Arc<keys::Keys>,
+    /// A cluster node's revocation mirror, given up on a graceful stop.
+    mirror: Option<std::sync::Weak<tokend_redis::mirror::Mirror>>,
 }
 
 impl Node {
@@ -60,7 +62,8 @@ impl Node {
         metrics::watch_keys(Arc::downgrade(&signing_keys.manager));
         let keyring = signing_keys.manager.keyring();
         let backends = backends::open(config).await?;
-        if let Some(mirror) = &backends.mirror {
+        let mirror = backends.mirror.clone();
+        if let Some(mirror) = &mirror {
             metrics::watch_mirror(mirror.clone());
         }
         let settings = Settings {
@@ -128,7 +131,16 @@ impl Node {
             clock,
             demo,
             keys: signing_keys,
+            mirror,
         })
+    }
+
+    /// After the last request: gives up the revocation mirror's lease, so strict revocations
+    /// elsewhere stop waiting for this node at once (bounded: 1 s).
+    pub async fn stopped(&self) {
+        if let Some(mirror) = self.mirror.as_ref().and_then(std::sync::Weak::upgrade) {
+            mirror.release().await;
+        }
     }
 
     /// Drops embedded projection records of expired tokens, forever (spawn it). Redis

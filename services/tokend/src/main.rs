@@ -88,6 +88,7 @@ async fn serve(config: Config, metrics: tokend_telemetry::PrometheusText) -> any
     );
     tokio::spawn(node.pruner());
     tokend::serve(listeners, &config, router, shutdown()).await?;
+    node.stopped().await;
     tracing::info!("Token node stopped.");
     Ok(())
 }

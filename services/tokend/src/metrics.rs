@@ -79,6 +79,16 @@ pub fn watch_mirror(mirror: Weak<tokend_redis::mirror::Mirror>) {
             }
         })
         .build();
+    let fallbacks = mirror.clone();
+    meter
+        .u64_observable_counter("tokend.revocation_mirror.fallbacks")
+        .with_description("revocation checks that read Redis because the mirror could not answer")
+        .with_callback(move |o| {
+            if let Some(m) = fallbacks.upgrade() {
+                o.observe(m.fallbacks(), &[]);
+            }
+        })
+        .build();
     meter
         .u64_observable_counter("tokend.revocation_mirror.step_asides")
         .with_description("times the revocation mirror stopped answering (stream broken, generation changed, lease lost, overflow)")

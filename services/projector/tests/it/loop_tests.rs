@@ -136,9 +136,15 @@ async fn strict_revocation_is_rejected_everywhere_when_it_answers() {
         );
         assert!(sdk.verify(&t).await.is_err(), "nor the SDK");
     }
-    // They were answered from memory: the mirrors were current all along.
-    assert!(mirror.is_current() && mirror.len() >= 20);
+    // The SDK answered from memory (40 checks; a stall of a second on a loaded machine may
+    // send a few to Redis, which is correct too).
+    assert!(mirror.len() >= 20);
     assert_eq!(mirror.step_asides(), 0);
+    assert!(
+        mirror.fallbacks() <= 4,
+        "{} of 40 checks went to Redis",
+        mirror.fallbacks()
+    );
     let (status, body) = c
         .form(
             0,
