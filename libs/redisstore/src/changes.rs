@@ -163,6 +163,8 @@ async fn follow(client: redis::Client, channel: String, followers: Followers) {
 /// connection gone silent; the mirror stops answering by its lease.
 const CHECK_EVERY: Duration = Duration::from_millis(250);
 const PING_LIMIT: Duration = Duration::from_secs(1);
+/// The most messages read in one go after a ping (the task yields between checks).
+const DRAIN_MAX: usize = 100_000;
 
 /// One subscription, until it breaks (or the followers are dropped).
 async fn subscribe(
@@ -210,15 +212,22 @@ async fn subscribe(
                 // all of it (unconstrained: tokio's cooperative budget would stop the loop
                 // early with messages still queued).
                 let mut barrier = None;
-                tokio::task::unconstrained(async {
-                    while let Some(Some(message)) = messages.next().now_or_never() {
-                        live.handle(&message, &mut barrier);
+                let drained = tokio::task::unconstrained(async {
+                    for _ in 0..DRAIN_MAX {
+                        match messages.next().now_or_never() {
+                            Some(Some(message)) => {
+                                live.handle(&message, &mut barrier);
+                            }
+                            _ => return true,
+                        }
                     }
+                    false
                 })
                 .await;
                 if let Some(mirror) = &live.mirror {
                     mirror.acknowledge(barrier).await;
-                    if let Some(renewed) = renewed {
+                    // Not all of it read (a flood): no new serving window this time.
+                    if let (Some(renewed), true) = (renewed, drained) {
                         mirror.serve(renewed);
                     }
                 }
