@@ -14,10 +14,11 @@ if [ -x "$out" ]; then
   exit 0
 fi
 command -v go >/dev/null || { echo "Go is needed to build Jaeger (go 1.26 is on these machines)" >&2; exit 1; }
+source infra/scripts/lib/go-scratch.sh
 dir=$(go mod download -json "github.com/jaegertracing/jaeger@v$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
 [ -d "$dir" ] || { echo "go mod download gave no module directory" >&2; exit 1; }
-build=$(mktemp -d)
-trap 'rm -rf "$build"' EXIT
+build="$go_scratch/jaeger" # removed with the caches
+mkdir -p "$build"
 cp -r "$dir"/. "$build"
 chmod -R u+w "$build"
 mkdir -p "$(dirname "$out")"

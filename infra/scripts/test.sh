@@ -10,6 +10,12 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 step() { printf '\n==> %s\n' "$*"; }
+# Free disk, printed between the heavy steps: a run that fails for lack of space says where.
+disk() { df -h --output=avail,target . | tail -1 | awk '{print "disk: " $1 " free on " $2}'; }
+
+# CI builds the workspace once: incremental caches (about 3 GB) would only take disk.
+export CARGO_INCREMENTAL=0
+disk
 
 step "System packages"
 need=()
@@ -46,6 +52,7 @@ infra/scripts/install-jaeger.sh
 step "k6 (the load-test suite's generator), installed once with Go"
 load-tests/install-k6.sh
 
+disk
 step "Toolchain"
 cargo --version
 rustc --version
@@ -56,6 +63,7 @@ cargo fmt --all -- --check
 step "Clippy (-D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+disk
 step "Tests"
 # A hard limit over the whole run: each integration test has its own (it stops its
 # binary with the test's name); this catches a hang outside any test body.
@@ -65,5 +73,7 @@ cleanup # the test binaries' shared brokers live as long as their process; none 
 step "Kubernetes manifests (infra/k8s), validated offline"
 timeout --kill-after=10 600 infra/scripts/validate-k8s.sh
 
+disk
 step "Load-test smoke (every scenario for seconds against an embedded node)"
 timeout --kill-after=10 900 load-tests/smoke.sh
+disk
