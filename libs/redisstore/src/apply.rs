@@ -82,7 +82,7 @@ impl RedisStore {
             let changes = state.take_changes();
             let mut invocation = self.write_script.prepare_invoke();
             invocation
-                .arg(self.pointer_key())
+                .key(self.pointer_key())
                 .arg(if self.pinned.is_some() {
                     ""
                 } else {

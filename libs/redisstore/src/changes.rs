@@ -21,6 +21,7 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 
 use crate::clients::ClientCache;
+use crate::connection::Origin;
 use crate::mirror::Mirror;
 
 /// The message that drops everything.
@@ -122,26 +123,30 @@ impl Live {
         false
     }
 
-    fn set_live(&self, live: bool) {
+    /// Subscribed on the node with this run id (`Some`), or not subscribed.
+    fn set_live(&self, node: Option<&str>) {
         if let Some(c) = &self.clients {
-            c.set_live(live);
+            c.set_live(node.is_some());
         }
-        if let (Some(m), false) = (&self.mirror, live) {
-            m.step_aside();
+        if let Some(m) = &self.mirror {
+            if node.is_none() {
+                m.step_aside();
+            }
+            m.subscribed_on(node.unwrap_or_default());
         }
     }
 }
 
 /// Follows the stream for `followers` until they are dropped, subscribing again (with a
 /// backoff) whenever it breaks.
-pub(crate) fn start(client: redis::Client, channel: String, followers: Followers) {
-    tokio::spawn(follow(client, channel, followers));
+pub(crate) fn start(origin: Origin, channel: String, followers: Followers) {
+    tokio::spawn(follow(origin, channel, followers));
 }
 
-async fn follow(client: redis::Client, channel: String, followers: Followers) {
+async fn follow(origin: Origin, channel: String, followers: Followers) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match subscribe(&client, &channel, &followers).await {
+        match subscribe(&origin, &channel, &followers).await {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(error) => {
                 tracing::warn!(%error, "Near-caches: no change stream from Redis; reads go to Redis until it is back.");
@@ -151,7 +156,7 @@ async fn follow(client: redis::Client, channel: String, followers: Followers) {
         let Some(live) = followers.upgrade() else {
             return;
         };
-        live.set_live(false);
+        live.set_live(None);
         drop(live);
         tokio::time::sleep(backoff).await;
     }
@@ -166,24 +171,29 @@ const PING_LIMIT: Duration = Duration::from_secs(1);
 /// The most messages read in one go after a ping (the task yields between checks).
 const DRAIN_MAX: usize = 100_000;
 
-/// One subscription, until it breaks (or the followers are dropped).
+/// One subscription, until it breaks (or the followers are dropped). It is made on the node
+/// that runs the projection's scripts (in a cluster, the master of its slot), whose run id the
+/// mirror's lease then checks: messages published before a ping's answer have been delivered
+/// only on the node that published them.
 async fn subscribe(
-    client: &redis::Client,
+    origin: &Origin,
     channel: &str,
     followers: &Followers,
 ) -> redis::RedisResult<()> {
     let subscribed = tokio::time::timeout(PING_LIMIT, async {
+        let client = origin.node(channel).await?;
+        let node = run_id(&client).await?;
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(channel).await?;
-        redis::RedisResult::Ok(pubsub)
+        redis::RedisResult::Ok((pubsub, node))
     });
-    let Ok(pubsub) = subscribed.await else {
+    let Ok(subscribed) = subscribed.await else {
         return Ok(()); // no answer (a frozen Redis): try again after the backoff
     };
-    let pubsub = pubsub?;
+    let (pubsub, node) = subscribed?;
     let (mut sink, mut messages) = pubsub.split();
     match followers.upgrade() {
-        Some(live) => live.set_live(true),
+        Some(live) => live.set_live(Some(&node)),
         None => return Ok(()),
     }
     // The first tick is at once: the mirror loads as soon as it is subscribed. A long load
@@ -203,6 +213,9 @@ async fn subscribe(
                     Some(mirror) => mirror.renew().await,
                     None => None,
                 };
+                if live.mirror.as_ref().is_some_and(|m| m.elsewhere()) {
+                    return Ok(()); // a failover moved the scripts: subscribe there
+                }
                 match tokio::time::timeout(PING_LIMIT, sink.ping::<redis::Value>()).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(error)) => return Err(error),
@@ -252,6 +265,19 @@ async fn subscribe(
             check.reset_immediately(); // reload from the new generation soon
         }
     }
+}
+
+/// The run id of the node `client` connects to (a restarted Redis has a new one).
+async fn run_id(client: &redis::Client) -> redis::RedisResult<String> {
+    let mut con = client.get_multiplexed_async_connection().await?;
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut con)
+        .await?;
+    info.lines()
+        .find_map(|line| line.strip_prefix("run_id:"))
+        .map(|id| id.trim().to_owned())
+        .ok_or_else(|| redis::RedisError::from((redis::ErrorKind::Parse, "no run_id in INFO")))
 }
 
 #[cfg(test)]

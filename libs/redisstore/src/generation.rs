@@ -241,7 +241,7 @@ impl RedisStore {
         let switch = Script::new(include_str!("switch.lua"));
         let mut script = switch.prepare_invoke();
         script
-            .arg(self.pointer_key())
+            .key(self.pointer_key())
             .arg(format!("{}:", self.base))
             .arg(generation);
         for (p, next) in applied {
@@ -266,20 +266,13 @@ impl RedisStore {
 
     async fn keys_of(&self, generation: &str) -> Result<Vec<String>, StoreError> {
         let pattern = format!("{}*", self.prefix_of(generation));
-        let mut con = self.con.clone();
-        let mut iter: redis::AsyncIter<String> = con
-            .scan_options(
-                redis::ScanOptions::default()
-                    .with_pattern(pattern)
-                    .with_count(1000),
-            )
+        let mut keys = self
+            .con
+            .scan(&self.base, &pattern)
             .await
             .map_err(unavailable)?;
-        let mut keys = Vec::new();
-        while let Some(item) = iter.next_item().await {
-            keys.push(item.map_err(unavailable)?);
-        }
         keys.sort_unstable();
+        keys.dedup(); // SCAN may return a key twice
         Ok(keys)
     }
 

@@ -54,6 +54,7 @@
 mod apply;
 pub mod changes;
 pub mod clients;
+mod connection;
 mod generation;
 mod keys;
 pub mod mirror;
@@ -65,4 +66,4 @@ mod store;
 pub use generation::{Activation, FENCE_MS, PartitionState, new_generation_name};
 pub use revocation::RedisRevocation;
 pub use settings::RedisSettings;
-pub use store::RedisStore;
+pub use store::{RedisStore, base_key};

@@ -35,12 +35,12 @@
 //! and a failover loses less than that much of the lease table's writes.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::connection::Con;
 use redis::Script;
-use redis::aio::ConnectionManager;
 use tokend_domain::model::RevocationState;
 use tokend_domain::{Key, Record, RevocationKeys, StoreError};
 
@@ -97,9 +97,17 @@ fn since_key(base: &str) -> String {
 
 /// Renews (or gives up) a mirror's lease, records an acknowledgement, and says where the
 /// live generation stands. KEYS: pointer, leases, acks, since. ARGV: base prefix "P:", mirror
-/// id, the generation the mirror holds ("" none), a barrier to acknowledge ("" none).
-/// Returns {now ms, live generation or "", ready, indexed, renewed}.
+/// id, the generation the mirror holds ("" none), the highest barrier it has read ("" none),
+/// the run id of the node its subscription is on.
+/// Returns {now ms, live generation or "", ready, indexed, renewed, elsewhere}: `elsewhere`
+/// (nothing done) when this node is not the one subscribed to (a failover moved the slot, or
+/// Redis restarted), since only the node that publishes orders its messages before a ping.
+///
+/// An acknowledgement never goes down (a late one cannot undo a newer). A mirror that holds a
+/// generation which is no longer live keeps its lease: it answers until it reads this reply,
+/// and only its next call, holding nothing, gives the lease up.
 const LEASE_SCRIPT: &str = "
+local here = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') or ''
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 redis.call('SET', KEYS[4], now, 'NX')
@@ -109,15 +117,18 @@ if live ~= '' then
   ready = redis.call('EXISTS', ARGV[1] .. live .. ':ready')
   index = redis.call('EXISTS', ARGV[1] .. live .. ':index')
 end
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[3], ARGV[2], ARGV[4]) end
+if here ~= ARGV[5] then return {now, live, ready, index, 0, 1} end
+if ARGV[4] ~= '' and tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '0') < tonumber(ARGV[4]) then
+  redis.call('HSET', KEYS[3], ARGV[2], ARGV[4])
+end
 local renewed = 0
 if ARGV[3] ~= '' and ARGV[3] == live and ready == 1 then
   redis.call('HSET', KEYS[2], ARGV[2], now)
   renewed = 1
-else
+elseif ARGV[3] == '' then
   redis.call('HDEL', KEYS[2], ARGV[2])
 end
-return {now, live, ready, index, renewed}";
+return {now, live, ready, index, renewed, 0}";
 
 /// What a mirror loads, read at one instant. KEYS: pointer, sync counter. ARGV: base prefix
 /// "P:", capacity. Returns {live generation, barrier reached, names...}, or {live, -1}
@@ -190,13 +201,21 @@ struct Held {
 pub struct Mirror {
     id: String,
     base: String,
-    con: ConnectionManager,
+    con: Con,
     capacity: usize,
     held: RwLock<Held>,
     started: Instant,
     /// No loading before this many nanoseconds after `started` (after an overflow or a
     /// failed load).
     paused_until: AtomicU64,
+    /// The highest barrier read, sent again with every renewal (a lost acknowledgement heals).
+    acked: AtomicU64,
+    /// Given up for good ([`Mirror::release`]): takes no new lease.
+    released: AtomicBool,
+    /// The run id of the node the change stream is subscribed on ("" none).
+    node: RwLock<String>,
+    /// The last lease call ran on another node than that: subscribe again.
+    elsewhere: AtomicBool,
     checks: AtomicU64,
     step_asides: AtomicU64,
     fallbacks: AtomicU64,
@@ -223,7 +242,7 @@ impl Mirror {
         clippy::disallowed_methods,
         reason = "leases are durations, not domain time"
     )]
-    pub(crate) fn new(base: &str, con: ConnectionManager, capacity: usize) -> Self {
+    pub(crate) fn new(base: &str, con: Con, capacity: usize) -> Self {
         Self {
             id: uuid::Uuid::new_v4().simple().to_string(),
             base: base.to_owned(),
@@ -232,6 +251,10 @@ impl Mirror {
             held: RwLock::new(Held::default()),
             started: Instant::now(),
             paused_until: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
+            released: AtomicBool::new(false),
+            node: RwLock::new(String::new()),
+            elsewhere: AtomicBool::new(false),
             checks: AtomicU64::new(0),
             step_asides: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
@@ -302,7 +325,9 @@ impl Mirror {
         held.serve_until = 0;
         held.generation = None;
         held.epoch += 1;
-        held.entries = Entries::new();
+        let dropped = std::mem::take(&mut held.entries);
+        drop(held);
+        drop(dropped); // a large map is freed outside the lock
     }
 
     /// A record the projector wrote (from the stream); ignored while not loaded (the load
@@ -346,16 +371,33 @@ impl Mirror {
             .store(self.now() + nanos(pause), Ordering::Release);
     }
 
+    /// The change stream is now subscribed on the node with this run id ("" none).
+    pub(crate) fn subscribed_on(&self, node: &str) {
+        node.clone_into(&mut self.node.write().unwrap_or_else(PoisonError::into_inner));
+        self.elsewhere.store(false, Ordering::Release);
+    }
+
+    /// Whether the projection's scripts run on another node than the one subscribed on.
+    pub(crate) fn elsewhere(&self) -> bool {
+        self.elsewhere.load(Ordering::Acquire)
+    }
+
     /// Acknowledges a strict revocation's barrier (best effort: a mirror that cannot is
     /// waited for until its lease lapses).
     pub(crate) async fn acknowledge(&self, barrier: Option<u64>) {
         let Some(barrier) = barrier else { return };
-        let mut con = self.con.clone();
-        let mut ack = redis::cmd("HSET");
-        ack.arg(acks_key(&self.base)).arg(&self.id).arg(barrier);
-        let sent = ack.query_async::<()>(&mut con);
-        if let Ok(Err(error)) = tokio::time::timeout(LEASE, sent).await {
-            tracing::debug!(%error, "Revocation mirror: an acknowledgement failed.");
+        self.acked.fetch_max(barrier, Ordering::AcqRel);
+        if self.released.load(Ordering::Acquire) {
+            return;
+        }
+        let generation = self.read().generation.clone();
+        let Some(generation) = generation else { return }; // it holds no lease to answer for
+        match tokio::time::timeout(LEASE, self.lease(&generation)).await {
+            Ok(Ok(lease)) if !lease.renewed => self.step_aside(),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "Revocation mirror: an acknowledgement failed.");
+            }
+            _ => {}
         }
     }
 
@@ -363,6 +405,9 @@ impl Mirror {
     /// loading first when not loaded. The mirror answers on the lease only once
     /// [`Mirror::serve`] is called with it, after the ping and the messages before it.
     pub(crate) async fn renew(&self) -> Option<Renewed> {
+        if self.released.load(Ordering::Acquire) {
+            return None;
+        }
         let (loaded, epoch) = {
             let held = self.read();
             (held.generation.clone(), held.epoch)
@@ -372,7 +417,7 @@ impl Mirror {
             reason = "a lease's start, not domain time"
         )]
         let sent = Instant::now();
-        let lease = match self.lease(loaded.as_deref().unwrap_or(""), None).await {
+        let lease = match self.lease(loaded.as_deref().unwrap_or("")).await {
             Ok(lease) => lease,
             Err(error) => {
                 tracing::debug!(%error, "Revocation mirror: lease not renewed.");
@@ -380,6 +425,10 @@ impl Mirror {
                 return None;
             }
         };
+        if self.elsewhere() {
+            self.step_aside(); // the stream is subscribed on the wrong node: not current
+            return None;
+        }
         if lease.renewed {
             if self
                 .checks
@@ -423,8 +472,14 @@ impl Mirror {
         self.write().entries.retain(|_, (_, at)| *at >= now_secs);
     }
 
-    async fn lease(&self, generation: &str, ack: Option<u64>) -> Result<Lease, StoreError> {
-        let (now_ms, _live, ready, indexed, renewed): (i64, String, i64, i64, i64) =
+    async fn lease(&self, generation: &str) -> Result<Lease, StoreError> {
+        let acked = self.acked.load(Ordering::Acquire);
+        let node = self
+            .node
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let (now_ms, _live, ready, indexed, renewed, elsewhere): (i64, String, i64, i64, i64, i64) =
             Script::new(LEASE_SCRIPT)
                 .key(format!("{}:active", self.base))
                 .key(leases_key(&self.base))
@@ -433,10 +488,18 @@ impl Mirror {
                 .arg(format!("{}:", self.base))
                 .arg(&self.id)
                 .arg(generation)
-                .arg(ack.map(|n| n.to_string()).unwrap_or_default())
+                .arg(if acked == 0 {
+                    String::new()
+                } else {
+                    acked.to_string()
+                })
+                .arg(node)
                 .invoke_async(&mut self.con.clone())
                 .await
                 .map_err(unavailable)?;
+        if elsewhere == 1 {
+            self.elsewhere.store(true, Ordering::Release);
+        }
         Ok(Lease {
             now_ms,
             ready: ready == 1,
@@ -509,9 +572,9 @@ impl Mirror {
         )]
         let sent = Instant::now();
         // Acknowledges the barrier read with the snapshot: the revocations before it are in.
-        let lease = self
-            .lease(&generation, Some(u64::try_from(barrier).unwrap_or(0)))
-            .await?;
+        self.acked
+            .fetch_max(u64::try_from(barrier).unwrap_or(0), Ordering::AcqRel);
+        let lease = self.lease(&generation).await?;
         if !lease.renewed {
             self.step_aside(); // the generation moved meanwhile: the next check loads again
             return Ok(None);
@@ -523,14 +586,21 @@ impl Mirror {
     /// Gives up the lease, so strict revocations stop waiting for this mirror at once (a
     /// graceful stop; a mirror that just vanishes is waited for until its lease lapses).
     pub async fn release(&self) {
+        self.released.store(true, Ordering::Release);
         self.step_aside();
-        let release = redis::pipe()
+        let mut con = self.con.clone();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            self.release_pipe().query_async::<()>(&mut con),
+        )
+        .await;
+    }
+
+    fn release_pipe(&self) -> redis::Pipeline {
+        redis::pipe()
             .hdel(leases_key(&self.base), &self.id)
             .hdel(acks_key(&self.base), &self.id)
-            .to_owned();
-        let mut con = self.con.clone();
-        let _ =
-            tokio::time::timeout(Duration::from_secs(1), release.query_async::<()>(&mut con)).await;
+            .to_owned()
     }
 }
 
@@ -541,10 +611,7 @@ impl Drop for Mirror {
             return;
         };
         let mut con = self.con.clone();
-        let release = redis::pipe()
-            .hdel(leases_key(&self.base), &self.id)
-            .hdel(acks_key(&self.base), &self.id)
-            .to_owned();
+        let release = self.release_pipe();
         runtime.spawn(async move {
             let _ = tokio::time::timeout(LEASE, release.query_async::<()>(&mut con)).await;
         });

@@ -5,7 +5,11 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSettings {
+    /// `redis://host:port` of a single Redis; with `cluster`, seed nodes separated by commas.
     pub url: String,
+    /// A Redis Cluster: the projection lives in one hash slot (the prefix is its hash tag) and
+    /// the client follows the slot's master through failovers.
+    pub cluster: bool,
     pub key_prefix: String,
     /// A command with no answer within this time fails (and the caller answers 503).
     pub response_timeout_ms: u64,
@@ -21,6 +25,7 @@ impl Default for RedisSettings {
     fn default() -> Self {
         Self {
             url: "redis://127.0.0.1:6379".into(),
+            cluster: false,
             key_prefix: "tokend".into(),
             response_timeout_ms: 2000,
             client_cache: 10_000,

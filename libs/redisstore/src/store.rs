@@ -7,13 +7,12 @@
 //! there (a rebuild just switched readers).
 
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, Pipeline, Script};
 use tokend_domain::StoreError;
 
 use crate::RedisSettings;
+use crate::connection::{Con, Origin};
 
 pub(crate) fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("redis: {e}"))
@@ -21,7 +20,7 @@ pub(crate) fn unavailable(e: redis::RedisError) -> StoreError {
 
 #[derive(Clone)]
 pub struct RedisStore {
-    pub(crate) con: ConnectionManager,
+    pub(crate) con: Con,
     pub(crate) base: Arc<str>,
     /// A handle pinned to one generation (rebuild, tests) instead of following `P:active`;
     /// its reads do not require the generation to be ready.
@@ -29,8 +28,8 @@ pub struct RedisStore {
     /// The live generation as last seen.
     seen: Arc<RwLock<Option<String>>>,
     pub(crate) write_script: Arc<Script>,
-    /// Where the connection goes (for the near-caches' subscription).
-    client: redis::Client,
+    /// Where the near-caches subscribe.
+    origin: Origin,
     /// A token node's near-cache of client records (none for other users of the store).
     pub(crate) clients: Option<Arc<crate::clients::ClientCache>>,
     /// The revocation mirror of a node or resource server.
@@ -67,23 +66,15 @@ impl RedisStore {
     }
 
     pub async fn connect_with(settings: &RedisSettings) -> Result<Self, StoreError> {
-        let client = redis::Client::open(settings.url.as_str()).map_err(unavailable)?;
-        let timeout = Duration::from_millis(settings.response_timeout_ms);
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(timeout))
-            .set_connection_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
-        let con = client
-            .get_connection_manager_with_config(config)
+        let (con, origin) = crate::connection::connect(settings)
             .await
             .map_err(unavailable)?;
         Ok(Self {
-            client,
+            origin,
             clients: None,
             mirror: None,
             con,
-            base: settings.key_prefix.as_str().into(),
+            base: base_key(&settings.key_prefix).into(),
             pinned: None,
             seen: Arc::new(RwLock::new(None)),
             write_script: Arc::new(Script::new(include_str!("write.lua"))),
@@ -106,7 +97,7 @@ impl RedisStore {
         });
         if self.clients.is_some() || self.mirror.is_some() {
             crate::changes::start(
-                self.client.clone(),
+                self.origin.clone(),
                 crate::changes::channel(&self.base),
                 crate::changes::Followers {
                     clients: self.clients.as_ref().map(Arc::downgrade),
@@ -126,6 +117,11 @@ impl RedisStore {
     /// The client cache, when this handle has one.
     pub fn client_cache(&self) -> Option<&crate::clients::ClientCache> {
         self.clients.as_deref()
+    }
+
+    /// The base of every key: the prefix as a hash tag (see [`base_key`]).
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     pub(crate) fn pointer_key(&self) -> String {
@@ -208,4 +204,11 @@ impl RedisStore {
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(Resolved::Data(data))
     }
+}
+
+/// The base of every key of the projection under `prefix`: `{prefix}`, a hash tag, so that
+/// all of it is one slot of a Redis Cluster (on a single Redis the braces are just part of the
+/// name).
+pub fn base_key(prefix: &str) -> String {
+    format!("{{{prefix}}}")
 }

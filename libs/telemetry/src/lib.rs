@@ -14,7 +14,7 @@ pub mod propagation;
 
 pub use config::{LogFormat, TelemetryConfig};
 pub use init::{PrometheusText, Telemetry, init, providers, tracing_enabled};
-pub use opentelemetry::metrics::{Counter, Histogram, Meter};
+pub use opentelemetry::metrics::{AsyncInstrument, Counter, Histogram, Meter};
 pub use opentelemetry::{KeyValue, global};
 
 /// Histogram bounds for latencies in seconds: 0.5 ms to 10 s.

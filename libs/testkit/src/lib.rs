@@ -97,6 +97,172 @@ impl Redis {
     }
 }
 
+/// A Redis Cluster of three masters, each with a replica, in one private container: six
+/// `redis-server` processes on 127.0.0.1, joined by `redis-cli --cluster create`. A node
+/// times out after a second, so a master that stops is replaced by its replica within a few.
+pub struct RedisCluster {
+    /// The seed nodes, comma-separated (`redis.url` with `redis.cluster = true`).
+    pub url: String,
+    pub ports: Vec<u16>,
+    container: ContainerAsync<GenericImage>,
+}
+
+impl RedisCluster {
+    #[allow(clippy::expect_used)]
+    pub async fn start() -> Self {
+        let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
+        let list =
+            |f: &dyn Fn(u16) -> String| ports.iter().map(|p| f(*p)).collect::<Vec<_>>().join(" ");
+        let script = format!(
+            "for p in {ports}; do {server}; done\n\
+             redis-cli --cluster create {nodes} --cluster-replicas 1 --cluster-yes >/dev/null\n\
+             for p in {ports}; do until redis-cli -p $p cluster info | grep -q cluster_state:ok; do sleep 0.1; done; done\n\
+             echo CLUSTER READY\n\
+             exec sleep infinity",
+            ports = list(&|p| p.to_string()),
+            server = Self::server("$p"),
+            nodes = list(&|p| format!("127.0.0.1:{p}")),
+        );
+        let container = GenericImage::new(REDIS_IMAGE.0, REDIS_IMAGE.1)
+            .with_wait_for(WaitFor::message_on_stdout("CLUSTER READY"))
+            .with_network("host")
+            .with_label(LABEL, "1")
+            .with_cmd(["sh".to_owned(), "-c".into(), script])
+            .with_startup_timeout(Duration::from_secs(60))
+            .start()
+            .await
+            .expect("the Redis test image starts a cluster (run infra/docker/build-images.sh)");
+        Self {
+            url: list(&|p| format!("redis://127.0.0.1:{p}")).replace(' ', ","),
+            ports,
+            container,
+        }
+    }
+
+    /// The command that starts the node on `port` (its cluster state in /tmp survives a stop).
+    fn server(port: &str) -> String {
+        format!(
+            "redis-server --bind 127.0.0.1 --port {port} --cluster-enabled yes \
+             --cluster-config-file /tmp/nodes-{port}.conf --cluster-node-timeout 1000 \
+             --save '' --appendonly no --daemonize yes --logfile /tmp/redis-{port}.log"
+        )
+    }
+
+    /// `redis-cli -p <port> <args>` in the container; its output.
+    #[allow(clippy::expect_used)]
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        let out = Command::new("docker")
+            .args([
+                "exec",
+                self.container.id(),
+                "redis-cli",
+                "-p",
+                &port.to_string(),
+            ])
+            .args(args)
+            .output()
+            .expect("the docker CLI runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The port of the master that serves `key` now, as the live nodes see it.
+    #[allow(clippy::expect_used)]
+    pub fn master_of(&self, key: &str) -> u16 {
+        let port = self.live_port();
+        let slot: u16 = self
+            .cli(port, &["cluster", "keyslot", key])
+            .trim()
+            .parse()
+            .expect("CLUSTER KEYSLOT answers a number");
+        self.cli(port, &["cluster", "nodes"])
+            .lines()
+            .find_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let flags = fields.get(2)?;
+                if !flags.contains("master") || flags.contains("fail") {
+                    return None;
+                }
+                let serves = fields.iter().skip(8).any(|range| {
+                    let (a, b) = range.split_once('-').unwrap_or((range, range));
+                    matches!((a.parse::<u16>(), b.parse::<u16>()), (Ok(a), Ok(b)) if (a..=b).contains(&slot))
+                });
+                let addr = fields.get(1)?.split('@').next()?;
+                serves.then(|| addr.rsplit(':').next()?.parse().ok())?
+            })
+            .expect("a master serves the slot")
+    }
+
+    /// A node that answers.
+    #[allow(clippy::panic)]
+    fn live_port(&self) -> u16 {
+        self.ports
+            .iter()
+            .copied()
+            .find(|p| self.cli(*p, &["ping"]).trim() == "PONG")
+            .unwrap_or_else(|| panic!("no cluster node answers"))
+    }
+
+    /// Waits (up to 20 s) until the master on `port` has a replica that holds all it wrote.
+    #[allow(
+        clippy::panic,
+        clippy::disallowed_methods,
+        reason = "a test's time limit"
+    )]
+    pub fn synced(&self, port: u16) {
+        let started = std::time::Instant::now();
+        loop {
+            let info = self.cli(port, &["info", "replication"]);
+            let field = |line: &str, name: &str| -> Option<u64> {
+                line.split(',')
+                    .find_map(|kv| kv.strip_prefix(name))
+                    .and_then(|v| v.trim().parse().ok())
+            };
+            let written = info.lines().find_map(|l| field(l, "master_repl_offset:"));
+            let replicated = info
+                .lines()
+                .filter(|l| l.starts_with("slave") && l.contains("state=online"))
+                .filter_map(|l| l.split_once(':').and_then(|(_, kv)| field(kv, "offset=")))
+                .max();
+            if written.is_some() && written == replicated {
+                return;
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                panic!("no replica of {port} caught up: {info}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the node on `port` at once (no save): its replica takes over if it was a master.
+    pub fn stop(&self, port: u16) {
+        self.cli(port, &["shutdown", "nosave"]);
+    }
+
+    /// Starts the node on `port` again; it rejoins the cluster (empty, a replica if it was
+    /// replaced meanwhile).
+    #[allow(clippy::expect_used)]
+    pub fn restart(&self, port: u16) {
+        let status = Command::new("docker")
+            .args(["exec", self.container.id(), "sh", "-c"])
+            .arg(Self::server(&port.to_string()))
+            .status()
+            .expect("the docker CLI runs");
+        assert!(status.success(), "redis-server restarts on {port}");
+    }
+
+    /// Whether every node that answers says the cluster is ok.
+    pub fn healthy(&self) -> bool {
+        self.ports.iter().all(|p| {
+            let info = self.cli(*p, &["cluster", "info"]);
+            info.is_empty() || info.contains("cluster_state:ok")
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        self.container.id()
+    }
+}
+
 pub struct Kafka {
     pub bootstrap: String,
     container: ContainerAsync<GenericImage>,

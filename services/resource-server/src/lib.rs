@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::routing::get;
 use axum::{Json, Router};
 use tokend_jwt::VerifyPolicy;
-use tokend_redis::{RedisRevocation, RedisStore};
+use tokend_redis::{RedisRevocation, RedisSettings, RedisStore};
 use tokend_verify::{Bearer, RemoteKeys, RemoteOptions, SystemClock, Verifier};
 
 /// What the resource server needs to know.
@@ -17,7 +17,9 @@ use tokend_verify::{Bearer, RemoteKeys, RemoteOptions, SystemClock, Verifier};
 pub struct Settings {
     pub issuer: String,
     pub audience: String,
+    /// A single Redis's URL, or (with `redis_cluster`) seed nodes separated by commas.
     pub redis_url: String,
+    pub redis_cluster: bool,
     pub redis_key_prefix: String,
     /// Revocation records kept in memory (0: every check reads Redis).
     pub revocation_mirror: usize,
@@ -27,9 +29,14 @@ pub struct Settings {
 
 pub async fn verifier(settings: &Settings) -> anyhow::Result<Arc<Verifier>> {
     let keys = RemoteKeys::discover(&settings.issuer, RemoteOptions::default()).await?;
-    let store = RedisStore::connect(&settings.redis_url, &settings.redis_key_prefix)
-        .await?
-        .with_revocation_mirror(settings.revocation_mirror);
+    let store = RedisStore::connect_with(&RedisSettings {
+        url: settings.redis_url.clone(),
+        cluster: settings.redis_cluster,
+        key_prefix: settings.redis_key_prefix.clone(),
+        ..RedisSettings::default()
+    })
+    .await?
+    .with_revocation_mirror(settings.revocation_mirror);
     Ok(Arc::new(
         Verifier::new(
             Arc::new(keys),

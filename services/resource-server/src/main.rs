@@ -23,6 +23,9 @@ async fn main() -> anyhow::Result<()> {
         issuer: env("RS_ISSUER", None)?,
         audience: env("RS_AUDIENCE", Some("api"))?,
         redis_url: env("RS_REDIS_URL", Some("redis://127.0.0.1:6379"))?,
+        redis_cluster: env("RS_REDIS_CLUSTER", Some("false"))?
+            .parse()
+            .context("RS_REDIS_CLUSTER must be true or false")?,
         redis_key_prefix: env("RS_REDIS_KEY_PREFIX", Some("tokend"))?,
         revocation_mirror: env("RS_REVOCATION_MIRROR", Some("1000000"))?
             .parse()

@@ -4,7 +4,8 @@
 
 use std::sync::Weak;
 
-use tokend_telemetry::{KeyValue, counter, global};
+use tokend_redis::mirror::Mirror;
+use tokend_telemetry::{AsyncInstrument, KeyValue, counter, global};
 
 use crate::keys::KeyManager;
 
@@ -57,45 +58,39 @@ pub fn watch_keys(keys: Weak<KeyManager>) {
 
 /// Gauges of the revocation mirror (cluster nodes): whether it answers, what it holds, and
 /// how often it stepped aside.
-pub fn watch_mirror(mirror: Weak<tokend_redis::mirror::Mirror>) {
+pub fn watch_mirror(mirror: Weak<Mirror>) {
     let meter = global::meter("tokend");
-    let current = mirror.clone();
     meter
         .i64_observable_gauge("tokend.revocation_mirror.current")
         .with_description("1 while the revocation mirror answers revocation checks from memory, 0 while they read Redis")
-        .with_callback(move |o| {
-            if let Some(m) = current.upgrade() {
-                o.observe(i64::from(m.is_current()), &[]);
-            }
-        })
+        .with_callback(reading(&mirror, |m| i64::from(m.is_current())))
         .build();
-    let held = mirror.clone();
     meter
         .u64_observable_gauge("tokend.revocation_mirror.entries")
         .with_description("revocation records the mirror holds")
-        .with_callback(move |o| {
-            if let Some(m) = held.upgrade() {
-                o.observe(m.len() as u64, &[]);
-            }
-        })
+        .with_callback(reading(&mirror, |m| m.len() as u64))
         .build();
-    let fallbacks = mirror.clone();
     meter
         .u64_observable_counter("tokend.revocation_mirror.fallbacks")
         .with_description("revocation checks that read Redis because the mirror could not answer")
-        .with_callback(move |o| {
-            if let Some(m) = fallbacks.upgrade() {
-                o.observe(m.fallbacks(), &[]);
-            }
-        })
+        .with_callback(reading(&mirror, Mirror::fallbacks))
         .build();
     meter
         .u64_observable_counter("tokend.revocation_mirror.step_asides")
         .with_description("times the revocation mirror stopped answering (stream broken, generation changed, lease lost, overflow)")
-        .with_callback(move |o| {
-            if let Some(m) = mirror.upgrade() {
-                o.observe(m.step_asides(), &[]);
-            }
-        })
+        .with_callback(reading(&mirror, Mirror::step_asides))
         .build();
+}
+
+/// A callback that observes one reading of the mirror while it exists.
+fn reading<T: 'static>(
+    mirror: &Weak<Mirror>,
+    read: fn(&Mirror) -> T,
+) -> impl Fn(&dyn AsyncInstrument<T>) + Send + Sync + 'static {
+    let mirror = mirror.clone();
+    move |o| {
+        if let Some(m) = mirror.upgrade() {
+            o.observe(read(&m), &[]);
+        }
+    }
 }

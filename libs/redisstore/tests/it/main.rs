@@ -14,6 +14,8 @@ use tokend_events::*;
 use tokend_redis::RedisStore;
 use tokend_testkit::{redis, unique};
 
+mod cluster;
+
 /// Every test's limit: a hang fails fast.
 const LIMIT_SECS: u64 = 60;
 const FAR: i64 = 4_000_000_000; // expiries far in the future, so Redis keeps every key
@@ -366,7 +368,7 @@ async fn lose_everything(url: &str, base: &str) {
         .await
         .unwrap();
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{base}:*"))
+        .arg(format!("{}:*", tokend_redis::base_key(base)))
         .query_async(&mut con)
         .await
         .unwrap();
@@ -752,13 +754,7 @@ async fn the_client_cache_follows_the_projector_and_steps_aside_when_its_stream_
         .iter()
         .map(|n| n.client_cache().unwrap().breaks())
         .collect();
-    let killed: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    let killed = kill_subscriptions(&mut con).await;
     assert_eq!(killed, 2, "both nodes' subscriptions");
     let disable = Event::ClientDisabled(ClientDisabled {
         client_id: "other".into(),
@@ -844,7 +840,7 @@ async fn the_revocation_mirror_answers_from_memory_and_keeps_strict_revocation_e
 
     // A mirror that went silent holds a barrier up until its lease lapses, no longer.
     let _: () = redis::cmd("HSET")
-        .arg(format!("{base}:mirrors:leases"))
+        .arg(format!("{}:mirrors:leases", tokend_redis::base_key(&base)))
         .arg("silent")
         .arg(now_ms(&mut con).await)
         .query_async(&mut con)
@@ -863,13 +859,7 @@ async fn the_revocation_mirror_answers_from_memory_and_keeps_strict_revocation_e
     // A broken stream: the node steps aside and reads Redis (still right), then loads again.
     let mirror = node.revocation_mirror().unwrap();
     let steps = mirror.step_asides();
-    let _: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    kill_subscriptions(&mut con).await;
     until("stepped aside", || mirror.step_asides() > steps).await;
     let late = Event::TokenRevoked(TokenRevoked {
         jti: "d1".into(),
@@ -913,4 +903,15 @@ async fn the_revocation_mirror_answers_from_memory_and_keeps_strict_revocation_e
 async fn now_ms(con: &mut redis::aio::MultiplexedConnection) -> u64 {
     let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(con).await.unwrap();
     secs * 1000 + micros / 1000
+}
+
+/// Breaks every subscription (the nodes' change streams); returns how many.
+async fn kill_subscriptions(con: &mut redis::aio::MultiplexedConnection) -> i64 {
+    redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(con)
+        .await
+        .unwrap()
 }

@@ -257,6 +257,7 @@ async fn remote_resource_server_verifies_with_jwks_and_redis() {
         issuer: c.nodes[0].clone(),
         audience: "api".into(),
         redis_url: c.redis.url.clone(),
+        redis_cluster: c.redis.cluster,
         redis_key_prefix: c.redis.key_prefix.clone(),
         revocation_mirror: 1000,
         verified_tokens: 100,

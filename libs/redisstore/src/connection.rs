@@ -1,0 +1,214 @@
+//! One connection type for a single Redis (or a primary with replicas) and a Redis Cluster,
+//! and where the change stream is read from in each.
+//!
+//! Every key of the projection carries the base prefix as a hash tag (`{P}`), so every script
+//! and pipeline addresses one slot: the same commands run on a single Redis and on a cluster,
+//! where the cluster client sends them to the slot's master and follows it through failovers.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{
+    Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult,
+    Value,
+};
+
+use crate::RedisSettings;
+
+#[derive(Clone)]
+pub(crate) enum Con {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Con {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Con::Single(c) => c.req_packed_command(cmd),
+            Con::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Con::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Con::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Con::Single(c) => c.get_db(),
+            Con::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl Con {
+    /// Every key matching `pattern`, all of them in the slot of `tag` (SCAN runs on one node:
+    /// in a cluster, the master of that slot).
+    pub(crate) async fn scan(&self, tag: &str, pattern: &str) -> RedisResult<Vec<String>> {
+        let mut con = self.clone();
+        let route = match &mut con {
+            Con::Single(_) => None,
+            Con::Cluster(c) => Some(master_of(c, tag).await?.0),
+        };
+        let (mut keys, mut cursor) = (Vec::new(), 0u64);
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000);
+            let reply = match (&mut con, &route) {
+                (Con::Cluster(c), Some(route)) => c.route_command(scan, route.clone()).await?,
+                _ => scan.query_async(&mut con).await?,
+            };
+            let (next, mut page): (u64, Vec<String>) =
+                redis::from_redis_value(reply).map_err(parsing)?;
+            keys.append(&mut page);
+            if next == 0 {
+                return Ok(keys);
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// The route to the master of `key`'s slot, and the slot.
+async fn master_of(con: &mut ClusterConnection, key: &str) -> RedisResult<(RoutingInfo, u16)> {
+    let slot: u16 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(key)
+        .query_async(con)
+        .await?;
+    let route = Route::new(slot, SlotAddr::Master);
+    Ok((
+        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+        slot,
+    ))
+}
+
+/// Where a near-cache subscribes: the single Redis, or the master that holds the projection's
+/// slot in a cluster (found again at every subscription, so a failover moves it).
+#[derive(Clone)]
+pub(crate) enum Origin {
+    Single(redis::Client),
+    Cluster {
+        seed: ConnectionInfo,
+        con: ClusterConnection,
+    },
+}
+
+impl Origin {
+    /// A client of the node that runs the scripts writing `channel`'s slot.
+    pub(crate) async fn node(&self, channel: &str) -> RedisResult<redis::Client> {
+        let (seed, con) = match self {
+            Origin::Single(client) => return Ok(client.clone()),
+            Origin::Cluster { seed, con } => (seed, con),
+        };
+        let mut con = con.clone();
+        // Asked of the slot's master itself: its own view of who serves the slot.
+        let (master, slot) = master_of(&mut con, channel).await?;
+        let mut slots = redis::cmd("CLUSTER");
+        slots.arg("SLOTS");
+        let entries: Vec<Vec<Value>> =
+            redis::from_redis_value(con.route_command(slots, master).await?).map_err(parsing)?;
+        let (host, port) = entries
+            .into_iter()
+            .find_map(|entry| serving(entry, slot))
+            .ok_or_else(|| protocol("no master serves the projection's slot"))?;
+        redis::Client::open(seed.clone().set_addr(with_node(seed.addr(), host, port)))
+    }
+}
+
+/// The master of a `CLUSTER SLOTS` entry (`[start, end, [host, port, id], replicas...]`),
+/// if the entry covers `slot`.
+fn serving(entry: Vec<Value>, slot: u16) -> Option<(String, u16)> {
+    let mut entry = entry.into_iter();
+    let start: u16 = redis::from_redis_value(entry.next()?).ok()?;
+    let end: u16 = redis::from_redis_value(entry.next()?).ok()?;
+    if !(start..=end).contains(&slot) {
+        return None;
+    }
+    let mut node = redis::from_redis_value::<Vec<Value>>(entry.next()?)
+        .ok()?
+        .into_iter();
+    let host: String = redis::from_redis_value(node.next()?).ok()?;
+    let port: u16 = redis::from_redis_value(node.next()?).ok()?;
+    Some((host, port))
+}
+
+fn with_node(addr: &ConnectionAddr, host: String, port: u16) -> ConnectionAddr {
+    match addr {
+        ConnectionAddr::TcpTls {
+            insecure,
+            tls_params,
+            ..
+        } => ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure: *insecure,
+            tls_params: tls_params.clone(),
+        },
+        _ => ConnectionAddr::Tcp(host, port),
+    }
+}
+
+fn parsing(e: redis::ParsingError) -> redis::RedisError {
+    protocol(&e.to_string())
+}
+
+fn protocol(what: &str) -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::Parse,
+        "unexpected cluster reply",
+        what.to_owned(),
+    ))
+}
+
+/// Connects as `settings` say: `redis.cluster` takes `redis.url` as a comma-separated list
+/// of seed nodes. Commands that get no answer within `response_timeout_ms` fail.
+pub(crate) async fn connect(settings: &RedisSettings) -> RedisResult<(Con, Origin)> {
+    let timeout = Duration::from_millis(settings.response_timeout_ms);
+    if settings.cluster {
+        let seeds: Vec<ConnectionInfo> = settings
+            .url
+            .split(',')
+            .map(|u| u.trim().into_connection_info())
+            .collect::<RedisResult<_>>()?;
+        let seed = seeds.first().cloned().ok_or_else(|| {
+            redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "no seed node"))
+        })?;
+        let con = ClusterClientBuilder::new(seeds)
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .retries(2)
+            .max_retry_wait(1000)
+            .build()?
+            .get_async_connection()
+            .await?;
+        let origin = Origin::Cluster {
+            seed,
+            con: con.clone(),
+        };
+        return Ok((Con::Cluster(con), origin));
+    }
+    let client = redis::Client::open(settings.url.as_str())?;
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(timeout))
+        .set_connection_timeout(Some(timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_secs(1));
+    let con = client.get_connection_manager_with_config(config).await?;
+    Ok((Con::Single(con), Origin::Single(client)))
+}

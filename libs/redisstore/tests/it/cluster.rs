@@ -1,0 +1,172 @@
+//! The projection on a real Redis Cluster (three masters with a replica each, one container):
+//! the same scripts and reads as on a single Redis, the near-caches on the master of the
+//! projection's slot, and failovers (a master that stops, and a manual one that leaves the old
+//! master running as a replica).
+
+use std::time::{Duration, Instant};
+
+use tokend_domain::{StateStore, StoreError};
+use tokend_events::*;
+use tokend_redis::{RedisSettings, RedisStore, base_key};
+use tokend_testkit::{RedisCluster, unique};
+
+use super::*;
+
+async fn connect(cluster: &RedisCluster, prefix: &str) -> RedisStore {
+    RedisStore::connect_with(&RedisSettings {
+        url: cluster.url.clone(),
+        cluster: true,
+        key_prefix: prefix.to_owned(),
+        ..RedisSettings::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// Retries `read` until it stops failing (a failover in progress), for up to 20 s.
+async fn once_available<T>(
+    what: &str,
+    mut read: impl AsyncFnMut() -> Result<T, StoreError>,
+) -> (T, Duration) {
+    let started = Instant::now();
+    loop {
+        match read().await {
+            Ok(value) => return (value, started.elapsed()),
+            Err(e) => assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{what}: still failing after 20 s: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the mirror answers again, for up to 20 s.
+async fn current_again(store: &RedisStore) -> Duration {
+    let mirror = store.revocation_mirror().unwrap();
+    let started = Instant::now();
+    while !mirror.is_current() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the mirror answers again"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
+
+/// A strict revocation's barrier is passed by every mirror (within the first lease's length
+/// plus a second: the lease table may be new).
+async fn barrier_passes(writer: &RedisStore) {
+    let barrier = writer.reader_barrier().await.unwrap();
+    let started = Instant::now();
+    while !writer.readers_passed(barrier).await.unwrap() {
+        assert!(started.elapsed() < tokend_redis::mirror::LEASE + Duration::from_secs(1));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_projection_runs_on_a_redis_cluster_and_through_its_failovers() {
+    tokend_testkit::time_limit(180);
+    let cluster = RedisCluster::start().await;
+    let prefix = unique("cl");
+    let writer = connect(&cluster, &prefix).await;
+    let events = script();
+    let refs: Vec<Option<&Event>> = events.iter().map(Some).collect();
+    let half = events.len() / 2;
+    writer.apply_records(0, 0, &refs[..half]).await.unwrap();
+    assert!(complete(&writer).await);
+    let node = connect(&cluster, &prefix).await.with_near_caches(100, 1000);
+    current_again(&node).await;
+    for (i, event) in refs.iter().enumerate().skip(half) {
+        writer.apply_records(0, i as u64, &[*event]).await.unwrap();
+    }
+    let reference = reference_of(&events);
+    barrier_passes(&writer).await;
+    compare(&writer, &reference).await;
+    compare_revocations(&node, &reference).await;
+    let mirror = node.revocation_mirror().unwrap();
+    assert_eq!(mirror.fallbacks(), 0, "every check answered from memory");
+
+    // A master that stops: its replica takes over with the data, readers and the writer
+    // follow it, and the mirror subscribes on the new master and answers again.
+    let tag = base_key(&prefix);
+    let first = cluster.master_of(&tag);
+    cluster.synced(first);
+    let steps = mirror.step_asides();
+    cluster.stop(first);
+    let (_, took) = once_available("reads after the master stopped", async || {
+        writer.is_revoked(&query("a1", "f1", "alice")).await
+    })
+    .await;
+    let second = cluster.master_of(&tag);
+    assert_ne!(first, second);
+    println!("reads came back {took:?} after the master stopped");
+    compare(&writer, &reference).await;
+    let took = current_again(&node).await;
+    assert!(mirror.step_asides() > steps, "stepped aside meanwhile");
+    println!("the mirror answered again {took:?} later");
+    compare_revocations(&node, &reference).await;
+    let late = Event::TokenRevoked(TokenRevoked {
+        jti: "d1".into(),
+        sub: "dave".into(),
+        client_id: "app".into(),
+        exp: FAR,
+        family_id: "f6".into(),
+    });
+    writer
+        .apply_records(0, events.len() as u64, &[Some(&late)])
+        .await
+        .unwrap();
+    barrier_passes(&writer).await;
+    let d1 = query("d1", "f6", "dave");
+    let before = mirror.fallbacks();
+    assert!(node.is_revoked(&d1).await.unwrap());
+    assert_eq!(mirror.fallbacks(), before, "answered from memory");
+
+    // The stopped node comes back as a replica; then a manual failover hands the slot back
+    // to it while the old master keeps running (as a replica). The stream, still connected
+    // there, is no longer the one the writes publish on: the lease sees the other node and
+    // the mirror subscribes again on the new master.
+    cluster.restart(first);
+    cluster.synced(second);
+    let steps = mirror.step_asides();
+    cluster.cli(first, &["cluster", "failover"]);
+    let started = Instant::now();
+    while cluster.master_of(&tag) != first {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "manual failover"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let started = Instant::now();
+    while mirror.step_asides() == steps {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the mirror notices its stream is on a replica"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    current_again(&node).await;
+    let erin = query("z1", "fz", "erin");
+    assert!(!node.is_revoked(&erin).await.unwrap());
+    let revoked_after = Event::SubjectRevoked(SubjectRevoked {
+        sub: "erin".into(),
+        revoked_before_ms: 5_000_000,
+    });
+    let next = events.len() as u64 + 1;
+    let (_, took) = once_available("a write after the manual failover", async || {
+        writer
+            .apply_records(0, next, &[Some(&revoked_after)])
+            .await
+            .map(|_| ())
+    })
+    .await;
+    println!("writes went on {took:?} after the manual failover");
+    barrier_passes(&writer).await;
+    assert!(node.is_revoked(&erin).await.unwrap());
+    assert!(writer.is_revoked(&erin).await.unwrap());
+    assert!(cluster.healthy());
+}
