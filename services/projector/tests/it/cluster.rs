@@ -76,17 +76,28 @@ impl Cluster {
         nodes: usize,
         clock: Arc<dyn tokend_domain::Clock>,
     ) -> Self {
+        let redis = RedisSettings {
+            url: redis_url.to_owned(),
+            ..RedisSettings::default()
+        };
+        Self::start_on(bootstrap, redis, nodes, clock).await
+    }
+
+    /// As [`Cluster::start`], on the Redis (or Redis Cluster) `redis` names; each cluster
+    /// its own key prefix.
+    pub async fn start_on(
+        bootstrap: &str,
+        mut redis: RedisSettings,
+        nodes: usize,
+        clock: Arc<dyn tokend_domain::Clock>,
+    ) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
             .with_env_filter("warn")
             .try_init();
         let keys = tempfile::tempdir().unwrap();
         let kafka = kafka_settings(bootstrap);
-        let redis = RedisSettings {
-            url: redis_url.to_owned(),
-            key_prefix: unique("tokend"),
-            ..RedisSettings::default()
-        };
+        redis.key_prefix = unique("tokend");
         let group = unique("projector");
         // Node 0 seeds the demo client, which needs a ready projection: a projector runs
         // until the nodes are up, then leaves the group (tests start their own).
@@ -173,9 +184,7 @@ impl Cluster {
     }
 
     pub async fn store(&self) -> RedisStore {
-        RedisStore::connect(&self.redis.url, &self.redis.key_prefix)
-            .await
-            .unwrap()
+        RedisStore::connect_with(&self.redis).await.unwrap()
     }
 
     /// A projector task (abort it to kill it mid-stream).

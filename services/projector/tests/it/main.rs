@@ -14,6 +14,7 @@ mod faults;
 mod heal;
 mod keys;
 mod loop_tests;
+mod redis_cluster;
 mod replay;
 
 /// Every test's limit: a hang (a shutdown that waits for a Kafka that is gone) fails fast.
