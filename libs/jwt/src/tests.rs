@@ -356,3 +356,48 @@ fn verified_tokens_are_reused_only_while_they_would_still_verify() {
     assert_eq!(calls.get(), 5, "capacity 0 keeps nothing");
     assert!(off.is_empty());
 }
+
+/// Verification is cofactorless (as the crate's `verify`): what keeps it as strong as
+/// `verify_strict` for us is that a weak (small-order) key from a JWKS is never used and a
+/// signature's `S` must be canonical, so a valid signature cannot be altered into another.
+#[test]
+fn weak_jwks_keys_are_dropped_and_signatures_cannot_be_altered() {
+    // The identity point and a point of order 2: small order, so weak.
+    let mut order_two = [0u8; 32];
+    order_two[0] = 0xec;
+    order_two[1..31].fill(0xff);
+    order_two[31] = 0x7f;
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let jwks = serde_json::json!({"keys": [
+        {"kty": "OKP", "crv": "Ed25519", "kid": "identity", "x": B64.encode(identity)},
+        {"kty": "OKP", "crv": "Ed25519", "kid": "order-two", "x": B64.encode(order_two)},
+        {"kty": "OKP", "crv": "Ed25519", "kid": "rfc", "x": RFC8037_X},
+    ]});
+    let keys = PublicKeySet::from_jwks(&jwks);
+    assert!(!keys.contains("identity"));
+    assert!(!keys.contains("order-two"));
+    assert!(keys.contains("rfc"));
+
+    // S + l (the group order) is the same scalar, not canonical: refused.
+    let ring = ring();
+    let token = ring.sign(&claims(1000, 1600)).unwrap();
+    assert!(policy().verify(&ring, &token, 1100).is_ok());
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    let mut raw: [u8; 64] = B64.decode(signature).unwrap().try_into().unwrap();
+    const L: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde,
+        0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    let mut carry = 0u16;
+    for (s, l) in raw[32..].iter_mut().zip(L) {
+        let sum = u16::from(*s) + u16::from(l) + carry;
+        *s = sum as u8;
+        carry = sum >> 8;
+    }
+    let altered = format!("{signed}.{}", B64.encode(raw));
+    assert_eq!(
+        policy().verify(&ring, &altered, 1100),
+        Err(VerifyError::Invalid)
+    );
+}

@@ -5,12 +5,20 @@
 //! rebuilds the verifying key from its bytes on every call (an Edwards point decompression)
 //! and parses the claims twice; here each key is decompressed once, when it is learnt, and
 //! the token's header and claims are each parsed once. The crypto stays the crate's.
+//!
+//! The signature check is RFC 8032's cofactorless equation (`[S]B = R + [k]A`, `S` canonical,
+//! `R` compared in its canonical encoding), the check the bare reference endpoint makes too,
+//! and not `verify_strict`, which also decompresses `R` to refuse small-order points. That
+//! refusal matters only with a small-order (weak) public key, for which some signatures verify
+//! on any message: no key of ours is one, and a key read from a JWKS that is one is dropped
+//! ([`PublicKeySet::from_jwks`]). With a key that is not weak, forging (or altering) a
+//! signature still needs the discrete logarithm, with or without a small-order `R`.
 
 use std::collections::HashMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
 use serde::Deserialize;
 
 use crate::{ACCESS_TOKEN_TYP, AccessClaims, Keyring};
@@ -78,7 +86,8 @@ impl PublicKeySet {
                 let kid = k["kid"].as_str()?;
                 let x = B64.decode(k["x"].as_str()?).ok()?;
                 let key = VerifyingKey::from_bytes(&x.try_into().ok()?).ok()?;
-                Some((kid.to_owned(), key))
+                // A small-order key would accept forged signatures: never used.
+                (!key.is_weak()).then(|| (kid.to_owned(), key))
             })
             .collect();
         Self { keys }
@@ -167,7 +176,7 @@ impl VerifyPolicy {
             Ok(64) => {}
             _ => return Err(VerifyError::Invalid),
         }
-        key.verify_strict(signed.as_bytes(), &Signature::from_bytes(&raw))
+        key.verify(signed.as_bytes(), &Signature::from_bytes(&raw))
             .map_err(|_| VerifyError::Invalid)?;
         let payload = B64.decode(payload).map_err(|_| VerifyError::Invalid)?;
         let mut claims: AccessClaims =

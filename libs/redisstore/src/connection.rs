@@ -11,10 +11,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-use redis::{
-    Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult,
-    Value,
-};
+use redis::{Cmd, ConnectionAddr, ConnectionInfo, Pipeline, RedisFuture, RedisResult, Value};
 
 use crate::RedisSettings;
 
@@ -180,16 +177,12 @@ fn protocol(what: &str) -> redis::RedisError {
 /// of seed nodes. Commands that get no answer within `response_timeout_ms` fail.
 pub(crate) async fn connect(settings: &RedisSettings) -> RedisResult<(Con, Origin)> {
     let timeout = Duration::from_millis(settings.response_timeout_ms);
+    let mut nodes = settings.nodes()?;
     if settings.cluster {
-        let seeds: Vec<ConnectionInfo> = settings
-            .url
-            .split(',')
-            .map(|u| u.trim().into_connection_info())
-            .collect::<RedisResult<_>>()?;
-        let seed = seeds.first().cloned().ok_or_else(|| {
+        let seed = nodes.first().cloned().ok_or_else(|| {
             redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "no seed node"))
         })?;
-        let con = ClusterClientBuilder::new(seeds)
+        let con = ClusterClientBuilder::new(nodes)
             .connection_timeout(timeout)
             .response_timeout(timeout)
             .retries(2)
@@ -203,7 +196,10 @@ pub(crate) async fn connect(settings: &RedisSettings) -> RedisResult<(Con, Origi
         };
         return Ok((Con::Cluster(con), origin));
     }
-    let client = redis::Client::open(settings.url.as_str())?;
+    let node = nodes.pop().ok_or_else(|| {
+        redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "no Redis URL"))
+    })?;
+    let client = redis::Client::open(node)?;
     let config = ConnectionManagerConfig::new()
         .set_response_timeout(Some(timeout))
         .set_connection_timeout(Some(timeout))

@@ -17,8 +17,10 @@
 //!   ([`changes`]): the client cache ([`clients`]) and the revocation mirror ([`mirror`]).
 //!
 //! # Key layout
-//! Everything lives under a base prefix `P` (`redis.key_prefix`); records live under `P:G:`
-//! for generation `G`. Values are JSON unless noted; times are seconds unless marked ms.
+//! Everything lives under a base `P`: the key prefix (`redis.key_prefix`) in braces,
+//! `{tokend}`, a hash tag that puts every key in one Redis Cluster slot (`connection.rs`).
+//! Records live under `P:G:` for generation `G`. Values are JSON unless noted; times are
+//! seconds unless marked ms.
 //!
 //! | key | holds | expires |
 //! | --- | --- | --- |
@@ -48,8 +50,9 @@
 //! Every record is written by events of one partition only, so a batch's read-compute-write
 //! is safe with one projector per partition and still correct while a rebalance briefly
 //! gives a partition two: the offset check lets exactly one of them write each range. The
-//! whole generation is addressed by one script, so this layout needs a single Redis (or a
-//! primary with replicas), not Redis Cluster.
+//! scripts address the generation pointer and the records together, which the hash tag keeps
+//! in one slot: on a Redis Cluster the projection is one slot of one master (and its
+//! replicas), with the cluster's failover; it is not spread over masters.
 
 mod apply;
 pub mod changes;

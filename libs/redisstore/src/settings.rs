@@ -33,3 +33,50 @@ impl Default for RedisSettings {
         }
     }
 }
+
+impl RedisSettings {
+    /// The nodes `url` names: one, or with `cluster` the seed nodes (comma-separated).
+    pub(crate) fn nodes(&self) -> redis::RedisResult<Vec<redis::ConnectionInfo>> {
+        let nodes: Vec<redis::ConnectionInfo> = self
+            .url
+            .split(',')
+            .map(|u| redis::IntoConnectionInfo::into_connection_info(u.trim()))
+            .collect::<redis::RedisResult<_>>()?;
+        if nodes.len() > 1 && !self.cluster {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "redis.url lists several nodes: set redis.cluster = true for a Redis Cluster",
+            )));
+        }
+        Ok(nodes)
+    }
+
+    /// Checks `url` without connecting (for `check-config`).
+    pub fn validate(&self) -> Result<(), String> {
+        self.nodes()
+            .map(drop)
+            .map_err(|e| format!("redis.url: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn several_nodes_need_cluster_mode_and_every_url_must_parse() {
+        let mut settings = RedisSettings {
+            url: "redis://10.0.0.1:6379, redis://10.0.0.2:6379".into(),
+            ..RedisSettings::default()
+        };
+        let error = settings.validate().unwrap_err();
+        assert!(error.contains("redis.cluster"), "{error}");
+        settings.cluster = true;
+        assert_eq!(settings.validate(), Ok(()));
+        assert_eq!(settings.nodes().map(|n| n.len()).ok(), Some(2));
+        settings.url = "redis://10.0.0.1:6379,not a url".into();
+        assert!(settings.validate().is_err());
+        assert_eq!(RedisSettings::default().validate(), Ok(()));
+    }
+}

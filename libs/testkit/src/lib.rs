@@ -44,6 +44,23 @@ pub fn free_port() -> u16 {
     panic!("no free loopback port in 20000-31999")
 }
 
+/// A port for a Redis Cluster node: free on 127.0.0.1 with its cluster bus port (10,000 above),
+/// both below the ephemeral range (32768 up), where a client's outgoing connection could take
+/// the bus port.
+#[allow(clippy::panic)]
+fn free_cluster_port() -> u16 {
+    for _ in 0..1000 {
+        let port = 20_000 + (uuid::Uuid::new_v4().as_u128() % 2_700) as u16;
+        let bus = port + 10_000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", bus)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!("no free loopback port pair in 20000-22699 / 30000-32699")
+}
+
 /// Runs `docker <verb> <id>` (stop, start, pause, unpause, kill).
 #[allow(clippy::expect_used, clippy::panic)]
 pub fn docker(verb: &str, id: &str) {
@@ -108,13 +125,35 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
-    #[allow(clippy::expect_used)]
+    /// Starts one; a start that fails (a port taken meanwhile) is tried again on other ports.
+    #[allow(clippy::panic)]
     pub async fn start() -> Self {
-        let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Self::try_start().await {
+                Ok(cluster) => return cluster,
+                Err(error) => failures.push(error),
+            }
+        }
+        panic!(
+            "the Redis test image does not start a cluster (run infra/docker/build-images.sh): {failures:?}"
+        )
+    }
+
+    #[allow(clippy::disallowed_methods, reason = "a start's time limit")]
+    async fn try_start() -> Result<Self, String> {
+        let mut ports: Vec<u16> = Vec::new();
+        while ports.len() < 6 {
+            let port = free_cluster_port();
+            if !ports.contains(&port) {
+                ports.push(port);
+            }
+        }
         let list =
             |f: &dyn Fn(u16) -> String| ports.iter().map(|p| f(*p)).collect::<Vec<_>>().join(" ");
         let script = format!(
-            "for p in {ports}; do {server}; done\n\
+            "set -e\n\
+             for p in {ports}; do {server}; done\n\
              redis-cli --cluster create {nodes} --cluster-replicas 1 --cluster-yes >/dev/null\n\
              for p in {ports}; do until redis-cli -p $p cluster info | grep -q cluster_state:ok; do sleep 0.1; done; done\n\
              echo CLUSTER READY\n\
@@ -124,19 +163,41 @@ impl RedisCluster {
             nodes = list(&|p| format!("127.0.0.1:{p}")),
         );
         let container = GenericImage::new(REDIS_IMAGE.0, REDIS_IMAGE.1)
-            .with_wait_for(WaitFor::message_on_stdout("CLUSTER READY"))
             .with_network("host")
             .with_label(LABEL, "1")
             .with_cmd(["sh".to_owned(), "-c".into(), script])
-            .with_startup_timeout(Duration::from_secs(60))
             .start()
             .await
-            .expect("the Redis test image starts a cluster (run infra/docker/build-images.sh)");
-        Self {
+            .map_err(|e| e.to_string())?;
+        // Waited for here rather than by testcontainers, so that a start that fails says why.
+        let started = std::time::Instant::now();
+        let logs = |what: &[&str]| {
+            Command::new("docker")
+                .args(what)
+                .output()
+                .map(|o| {
+                    let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
+                    text.push_str(&String::from_utf8_lossy(&o.stderr));
+                    text
+                })
+                .unwrap_or_default()
+        };
+        while !logs(&["logs", container.id()]).contains("CLUSTER READY") {
+            if started.elapsed() > Duration::from_secs(30) {
+                let nodes = "tail -n 5 /tmp/redis-*.log";
+                return Err(format!(
+                    "no cluster within 30 s on {ports:?}: {}\n{}",
+                    logs(&["logs", container.id()]),
+                    logs(&["exec", container.id(), "sh", "-c", nodes])
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(Self {
             url: list(&|p| format!("redis://127.0.0.1:{p}")).replace(' ', ","),
             ports,
             container,
-        }
+        })
     }
 
     /// The command that starts the node on `port` (its cluster state in /tmp survives a stop).

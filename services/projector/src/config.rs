@@ -50,6 +50,8 @@ impl Config {
             figment = figment.merge(Toml::file(file));
         }
         figment = figment.merge(Env::prefixed("PROJECTOR_").split("__").ignore(&["config"]));
-        figment.extract().context("invalid configuration")
+        let config: Self = figment.extract().context("invalid configuration")?;
+        config.redis.validate().map_err(anyhow::Error::msg)?;
+        Ok(config)
     }
 }

@@ -312,6 +312,7 @@ impl Config {
 
     pub(crate) fn validate(&self) -> anyhow::Result<()> {
         self.telemetry.validate()?;
+        self.redis.validate().map_err(anyhow::Error::msg)?;
         let t = &self.tokens;
         if t.access_ttl_secs <= 0
             || t.refresh_ttl_secs <= 0

@@ -55,17 +55,6 @@ async fn current_again(store: &RedisStore) -> Duration {
     started.elapsed()
 }
 
-/// A strict revocation's barrier is passed by every mirror (within the first lease's length
-/// plus a second: the lease table may be new).
-async fn barrier_passes(writer: &RedisStore) {
-    let barrier = writer.reader_barrier().await.unwrap();
-    let started = Instant::now();
-    while !writer.readers_passed(barrier).await.unwrap() {
-        assert!(started.elapsed() < tokend_redis::mirror::LEASE + Duration::from_secs(1));
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_projection_runs_on_a_redis_cluster_and_through_its_failovers() {
     tokend_testkit::time_limit(180);
@@ -108,13 +97,7 @@ async fn the_projection_runs_on_a_redis_cluster_and_through_its_failovers() {
     assert!(mirror.step_asides() > steps, "stepped aside meanwhile");
     println!("the mirror answered again {took:?} later");
     compare_revocations(&node, &reference).await;
-    let late = Event::TokenRevoked(TokenRevoked {
-        jti: "d1".into(),
-        sub: "dave".into(),
-        client_id: "app".into(),
-        exp: FAR,
-        family_id: "f6".into(),
-    });
+    let late = late_revocation();
     writer
         .apply_records(0, events.len() as u64, &[Some(&late)])
         .await

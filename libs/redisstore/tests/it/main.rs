@@ -800,14 +800,7 @@ async fn the_revocation_mirror_answers_from_memory_and_keeps_strict_revocation_e
     }
     // The lease table is new: for a lease's length no mirror may be excused (one whose
     // lease was lost with Redis's data could still be answering), then both have read it.
-    let barrier = writer.reader_barrier().await.unwrap();
-    let started = std::time::Instant::now();
-    while !writer.readers_passed(barrier).await.unwrap() {
-        assert!(
-            started.elapsed() < tokend_redis::mirror::LEASE + std::time::Duration::from_secs(1)
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-    }
+    barrier_passes(&writer).await;
     let barrier = writer.reader_barrier().await.unwrap();
     let started = std::time::Instant::now();
     while !writer.readers_passed(barrier).await.unwrap() {
@@ -861,13 +854,7 @@ async fn the_revocation_mirror_answers_from_memory_and_keeps_strict_revocation_e
     let steps = mirror.step_asides();
     kill_subscriptions(&mut con).await;
     until("stepped aside", || mirror.step_asides() > steps).await;
-    let late = Event::TokenRevoked(TokenRevoked {
-        jti: "d1".into(),
-        sub: "dave".into(),
-        client_id: "app".into(),
-        exp: FAR,
-        family_id: "f6".into(),
-    });
+    let late = late_revocation();
     writer
         .apply_records(0, events.len() as u64, &[Some(&late)])
         .await
@@ -914,4 +901,29 @@ async fn kill_subscriptions(con: &mut redis::aio::MultiplexedConnection) -> i64 
         .query_async(con)
         .await
         .unwrap()
+}
+
+/// d1 (dave's token of family f6) revoked: a revocation to apply after the script.
+fn late_revocation() -> Event {
+    Event::TokenRevoked(TokenRevoked {
+        jti: "d1".into(),
+        sub: "dave".into(),
+        client_id: "app".into(),
+        exp: FAR,
+        family_id: "f6".into(),
+    })
+}
+
+/// A strict revocation's barrier is passed by every mirror, within a lease's length plus a
+/// second (for a lease's length after the lease table began no mirror is excused: one whose
+/// lease was lost with Redis's data could still be answering).
+async fn barrier_passes(writer: &RedisStore) {
+    let barrier = writer.reader_barrier().await.unwrap();
+    let started = std::time::Instant::now();
+    while !writer.readers_passed(barrier).await.unwrap() {
+        assert!(
+            started.elapsed() < tokend_redis::mirror::LEASE + std::time::Duration::from_secs(1)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
 }
