@@ -214,7 +214,12 @@ async fn subscribe(
                     None => None,
                 };
                 if live.mirror.as_ref().is_some_and(|m| m.elsewhere()) {
-                    return Ok(()); // a failover moved the scripts: subscribe there
+                    // A failover moved the scripts: subscribe there (after the backoff, and
+                    // said, should subscribing keep reaching another node than the scripts).
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "the revocation mirror's lease ran on another Redis node than its subscription",
+                    )));
                 }
                 match tokio::time::timeout(PING_LIMIT, sink.ping::<redis::Value>()).await {
                     Ok(Ok(_)) => {}

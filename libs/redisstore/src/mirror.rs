@@ -96,16 +96,19 @@ fn since_key(base: &str) -> String {
 }
 
 /// Renews (or gives up) a mirror's lease, records an acknowledgement, and says where the
-/// live generation stands. KEYS: pointer, leases, acks, since. ARGV: base prefix "P:", mirror
+/// live generation stands. KEYS: pointer, leases, acks, since, sync counter. ARGV: base prefix "P:", mirror
 /// id, the generation the mirror holds ("" none), the highest barrier it has read ("" none),
 /// the run id of the node its subscription is on.
 /// Returns {now ms, live generation or "", ready, indexed, renewed, elsewhere}: `elsewhere`
 /// (nothing done) when this node is not the one subscribed to (a failover moved the slot, or
 /// Redis restarted), since only the node that publishes orders its messages before a ping.
 ///
-/// An acknowledgement never goes down (a late one cannot undo a newer). A mirror that holds a
-/// generation which is no longer live keeps its lease: it answers until it reads this reply,
-/// and only its next call, holding nothing, gives the lease up.
+/// The acknowledgement is never above the barrier counter: a counter that went back (Redis
+/// lost data, or failed over to a replica that missed the last barriers) must not find the
+/// mirror's older, higher acknowledgement standing for barriers it has not read. One mirror's
+/// calls are made one after another (one task), so a plain write keeps the latest. A mirror
+/// that holds a generation which is no longer live keeps its lease: it answers until it reads
+/// this reply, and only its next call, holding nothing, gives the lease up.
 const LEASE_SCRIPT: &str = "
 local here = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') or ''
 local t = redis.call('TIME')
@@ -118,8 +121,9 @@ if live ~= '' then
   index = redis.call('EXISTS', ARGV[1] .. live .. ':index')
 end
 if here ~= ARGV[5] then return {now, live, ready, index, 0, 1} end
-if ARGV[4] ~= '' and tonumber(redis.call('HGET', KEYS[3], ARGV[2]) or '0') < tonumber(ARGV[4]) then
-  redis.call('HSET', KEYS[3], ARGV[2], ARGV[4])
+if ARGV[4] ~= '' then
+  local ack = math.min(tonumber(ARGV[4]), tonumber(redis.call('GET', KEYS[5]) or '0'))
+  redis.call('HSET', KEYS[3], ARGV[2], ack)
 end
 local renewed = 0
 if ARGV[3] ~= '' and ARGV[3] == live and ready == 1 then
@@ -208,7 +212,8 @@ pub struct Mirror {
     /// No loading before this many nanoseconds after `started` (after an overflow or a
     /// failed load).
     paused_until: AtomicU64,
-    /// The highest barrier read, sent again with every renewal (a lost acknowledgement heals).
+    /// The highest barrier read since the last load (which sets it to the snapshot's), sent
+    /// again with every renewal (a lost acknowledgement heals).
     acked: AtomicU64,
     /// Given up for good ([`Mirror::release`]): takes no new lease.
     released: AtomicBool,
@@ -463,7 +468,10 @@ impl Mirror {
     pub(crate) fn serve(&self, renewed: Renewed) {
         let until = self.nanos(renewed.sent) + nanos(SERVE);
         let mut held = self.write();
-        if held.epoch == renewed.epoch && held.generation.is_some() {
+        if held.epoch == renewed.epoch
+            && held.generation.is_some()
+            && !self.released.load(Ordering::Acquire)
+        {
             held.serve_until = held.serve_until.max(until);
         }
     }
@@ -485,6 +493,7 @@ impl Mirror {
                 .key(leases_key(&self.base))
                 .key(acks_key(&self.base))
                 .key(since_key(&self.base))
+                .key(sync_key(&self.base))
                 .arg(format!("{}:", self.base))
                 .arg(&self.id)
                 .arg(generation)
@@ -572,8 +581,10 @@ impl Mirror {
         )]
         let sent = Instant::now();
         // Acknowledges the barrier read with the snapshot: the revocations before it are in.
+        // Stored, not raised: what was read before the load does not carry over (the counter
+        // may have gone back with Redis's data).
         self.acked
-            .fetch_max(u64::try_from(barrier).unwrap_or(0), Ordering::AcqRel);
+            .store(u64::try_from(barrier).unwrap_or(0), Ordering::Release);
         let lease = self.lease(&generation).await?;
         if !lease.renewed {
             self.step_aside(); // the generation moved meanwhile: the next check loads again

@@ -927,3 +927,58 @@ async fn barrier_passes(writer: &RedisStore) {
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
 }
+
+/// A barrier counter that went back (Redis failed over to a replica that missed the last
+/// barriers, or lost its data) finds no acknowledgement above it: a mirror's older, higher
+/// one would stand for the new barriers of the same numbers, which it has not read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_acknowledgement_stands_above_a_barrier_counter_that_went_back() {
+    tokend_testkit::time_limit(LIMIT_SECS);
+    let base = unique("ack");
+    let url = &redis().await.url;
+    let writer = RedisStore::connect(url, &base).await.unwrap();
+    apply_all(&writer, &script(), 100).await;
+    let node = RedisStore::connect(url, &base)
+        .await
+        .unwrap()
+        .with_revocation_mirror(1000);
+    let mirror = node.revocation_mirror().unwrap();
+    until("loaded", || mirror.is_current()).await;
+    for _ in 0..3 {
+        barrier_passes(&writer).await;
+    }
+    let con = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let tagged = tokend_redis::base_key(&base);
+    let acks = || {
+        let mut con = con.clone();
+        let key = format!("{tagged}:mirrors:acks");
+        async move {
+            let acks: Vec<u64> = redis::cmd("HVALS")
+                .arg(key)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            acks
+        }
+    };
+    assert_eq!(
+        acks().await,
+        vec![3],
+        "the mirror acknowledged the third barrier"
+    );
+    let _: () = redis::cmd("SET")
+        .arg(format!("{tagged}:mirrors:sync"))
+        .arg(1)
+        .query_async(&mut con.clone())
+        .await
+        .unwrap();
+    // Two renewals later (one every 250 ms), the acknowledgement is back within the counter.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(acks().await, vec![1]);
+    barrier_passes(&writer).await; // barrier 2, read by the mirror
+    assert_eq!(acks().await, vec![2]);
+}
