@@ -54,9 +54,9 @@ impl Con {
     /// in a cluster, the master of that slot).
     pub(crate) async fn scan(&self, tag: &str, pattern: &str) -> RedisResult<Vec<String>> {
         let mut con = self.clone();
-        let route = match &mut con {
+        let route = match &con {
             Con::Single(_) => None,
-            Con::Cluster(c) => Some(master_of(c, tag).await?.0),
+            Con::Cluster(_) => Some(to_master(Route::with_key(tag, SlotAddr::Master))),
         };
         let (mut keys, mut cursor) = (Vec::new(), 0u64);
         loop {
@@ -88,11 +88,11 @@ async fn master_of(con: &mut ClusterConnection, key: &str) -> RedisResult<(Routi
         .arg(key)
         .query_async(con)
         .await?;
-    let route = Route::new(slot, SlotAddr::Master);
-    Ok((
-        RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
-        slot,
-    ))
+    Ok((to_master(Route::new(slot, SlotAddr::Master)), slot))
+}
+
+fn to_master(route: Route) -> RoutingInfo {
+    RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route))
 }
 
 /// Where a near-cache subscribes: the single Redis, or the master that holds the projection's

@@ -338,8 +338,11 @@ impl Mirror {
     /// A record the projector wrote (from the stream); ignored while not loaded (the load
     /// that follows reads it).
     pub(crate) fn record(&self, name: &str, value: &str, expires_at: i64) {
+        if self.read().generation.is_none() {
+            return; // not loaded: the load that follows reads it (checked again below)
+        }
         let Some((key, record)) =
-            parse_name(name).and_then(|k| Some((k.clone(), decode(&k, value).ok()?)))
+            parse_name(name).and_then(|k| decode(&k, value).ok().map(|r| (k, r)))
         else {
             // A record this build cannot read: it must not be taken for "not revoked".
             tracing::warn!(
@@ -392,9 +395,6 @@ impl Mirror {
     pub(crate) async fn acknowledge(&self, barrier: Option<u64>) {
         let Some(barrier) = barrier else { return };
         self.acked.fetch_max(barrier, Ordering::AcqRel);
-        if self.released.load(Ordering::Acquire) {
-            return;
-        }
         let generation = self.read().generation.clone();
         let Some(generation) = generation else { return }; // it holds no lease to answer for
         match tokio::time::timeout(LEASE, self.lease(&generation)).await {
@@ -481,6 +481,13 @@ impl Mirror {
     }
 
     async fn lease(&self, generation: &str) -> Result<Lease, StoreError> {
+        // Checked here, where every lease is taken (a renewal or load already under way when
+        // the mirror was released must not put its lease back).
+        if self.released.load(Ordering::Acquire) {
+            return Err(StoreError::Unavailable(
+                "the revocation mirror was released".into(),
+            ));
+        }
         let acked = self.acked.load(Ordering::Acquire);
         let node = self
             .node
@@ -618,6 +625,9 @@ impl Mirror {
 impl Drop for Mirror {
     /// Gives up the lease if a runtime is still there to send it (see [`Mirror::release`]).
     fn drop(&mut self) {
+        if self.released.load(Ordering::Acquire) {
+            return; // given up already
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };

@@ -119,11 +119,6 @@ impl RedisStore {
         self.clients.as_deref()
     }
 
-    /// The base of every key: the prefix as a hash tag (see [`base_key`]).
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
     pub(crate) fn pointer_key(&self) -> String {
         format!("{}:active", self.base)
     }

@@ -33,32 +33,29 @@ pub fn unique(prefix: &str) -> String {
 /// A port free on 127.0.0.1 right now, below the ephemeral range: a server restarted on it
 /// (Kafka stopped and started by a fault test) cannot find it taken by a client's outgoing
 /// connection, which would take ephemeral ports (even connecting to itself).
-#[allow(clippy::panic)]
 pub fn free_port() -> u16 {
-    for _ in 0..1000 {
-        let port = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free loopback port in 20000-31999")
+    free_port_in(12_000, |_| true)
 }
 
 /// A port for a Redis Cluster node: free on 127.0.0.1 with its cluster bus port (10,000 above),
 /// both below the ephemeral range (32768 up), where a client's outgoing connection could take
 /// the bus port.
-#[allow(clippy::panic)]
 fn free_cluster_port() -> u16 {
+    free_port_in(2_700, |port| {
+        TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok()
+    })
+}
+
+/// A free port in 20000 up to `span` above it, for which `also` holds.
+#[allow(clippy::panic)]
+fn free_port_in(span: u16, also: impl Fn(u16) -> bool) -> u16 {
     for _ in 0..1000 {
-        let port = 20_000 + (uuid::Uuid::new_v4().as_u128() % 2_700) as u16;
-        let bus = port + 10_000;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok()
-            && TcpListener::bind(("127.0.0.1", bus)).is_ok()
-        {
+        let port = 20_000 + (uuid::Uuid::new_v4().as_u128() % u128::from(span)) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() && also(port) {
             return port;
         }
     }
-    panic!("no free loopback port pair in 20000-22699 / 30000-32699")
+    panic!("no free loopback port in 20000-{}", 20_000 + span - 1)
 }
 
 /// Runs `docker <verb> <id>` (stop, start, pause, unpause, kill).
@@ -338,10 +335,6 @@ impl RedisCluster {
             let info = self.cli(*p, &["cluster", "info"]);
             info.is_empty() || info.contains("cluster_state:ok")
         })
-    }
-
-    pub fn id(&self) -> &str {
-        self.container.id()
     }
 }
 

@@ -50,6 +50,7 @@ async fn serve(issuer: Arc<Issuer>) -> String {
 
 #[tokio::test]
 async fn a_hanging_issuer_never_holds_up_requests_and_refreshes_are_single_flight() {
+    tokend_testkit::time_limit(60);
     let ring = Keyring::new(vec![KeyPair::generate(KeyState::Active, 0)]);
     let issuer = Arc::new(Issuer {
         fetches: AtomicUsize::new(0),

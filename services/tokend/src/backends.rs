@@ -21,7 +21,7 @@ pub struct Backends {
     pub store: Arc<dyn StateStore>,
     /// The embedded store, which the node prunes itself.
     pub memory: Option<Arc<MemoryStore>>,
-    /// The revocation mirror of a cluster node (for its metrics).
+    /// The revocation mirror of a cluster node (for its metrics, and to release it on stop).
     pub mirror: Option<std::sync::Weak<tokend_redis::mirror::Mirror>>,
 }
 

@@ -87,8 +87,9 @@ async fn serve(config: Config, metrics: tokend_telemetry::PrometheusText) -> any
         "Token node listening."
     );
     tokio::spawn(node.pruner());
-    tokend::serve(listeners, &config, router, shutdown()).await?;
-    node.stopped().await;
+    let served = tokend::serve(listeners, &config, router, shutdown()).await;
+    node.stopped().await; // also when serving failed: the mirror gives up its lease
+    served?;
     tracing::info!("Token node stopped.");
     Ok(())
 }

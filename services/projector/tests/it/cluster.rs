@@ -195,6 +195,13 @@ impl Cluster {
         ))
     }
 
+    /// A projector task, once the nodes answer with its projection (see [`Cluster::ready`]).
+    pub async fn projecting(&self) -> JoinHandle<()> {
+        let projector = self.spawn_projector();
+        self.ready().await;
+        projector
+    }
+
     /// POST a form to node `i` as the demo client.
     pub async fn form(
         &self,

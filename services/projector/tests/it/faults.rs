@@ -15,8 +15,7 @@ async fn kafka_down_means_503_for_issuance_but_validation_works_then_recovers() 
     tokend_testkit::time_limit(LIMIT_SECS);
     let kafka = Kafka::start().await;
     let c = Cluster::start(&kafka.bootstrap, &redis().await.url, 1).await;
-    let _projector = c.spawn_projector();
-    c.ready().await;
+    let _projector = c.projecting().await;
     let before = c.client_credentials(0).await;
 
     docker("stop", kafka.id());
@@ -65,8 +64,7 @@ async fn unknown_and_undecodable_records_do_not_stop_the_projector() {
     tokend_testkit::time_limit(LIMIT_SECS);
     let kafka = tokend_testkit::kafka().await;
     let c = Cluster::start(&kafka.bootstrap, &redis().await.url, 1).await;
-    let _projector = c.spawn_projector();
-    c.ready().await;
+    let _projector = c.projecting().await;
 
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &c.kafka.bootstrap_servers)
@@ -155,8 +153,7 @@ fn a_projector_dropped_while_kafka_is_gone_does_not_hold_up_the_runtime() {
     let (kafka, cluster) = runtime.block_on(async {
         let kafka = Kafka::start().await;
         let c = Cluster::start(&kafka.bootstrap, &redis().await.url, 1).await;
-        let projector = c.spawn_projector();
-        c.ready().await;
+        let projector = c.projecting().await;
         let token = c.client_credentials(0).await;
         c.form(0, "/oauth/revoke", &[("token", &token)]).await;
         eventually(Duration::from_secs(10), || async {

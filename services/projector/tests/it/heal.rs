@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 use tokend_testkit::{Kafka, Redis, docker, free_port, kafka, redis};
 
 use crate::LIMIT_SECS;
-use crate::cluster::{Cluster, live_and_clean_digests, projector_config, run_projector};
+use crate::cluster::{
+    Cluster, eventually, live_and_clean_digests, projector_config, run_projector,
+};
 use crate::replay::stream;
 
 /// Revokes `token` on node `i` and returns once no node can accept it (strict mode).
-async fn revoke_strict(c: &Cluster, i: usize, token: &str) {
+pub async fn revoke_strict(c: &Cluster, i: usize, token: &str) {
     let (status, body) = c
         .form(
             i,
@@ -29,8 +31,7 @@ async fn redis_losing_its_data_fails_closed_and_the_projector_heals_it_unprompte
     tokend_testkit::time_limit(LIMIT_SECS);
     let private = Redis::start().await;
     let c = Cluster::start(&kafka().await.bootstrap, &private.url, 2).await;
-    let _projector = c.spawn_projector();
-    c.ready().await;
+    let _projector = c.projecting().await;
     let revoked = c.client_credentials(0).await;
     let live = c.client_credentials(0).await;
     revoke_strict(&c, 0, &revoked).await;
@@ -95,21 +96,10 @@ async fn a_redis_restart_never_lets_a_revoked_token_through_and_the_mirrors_come
     tokend_testkit::time_limit(LIMIT_SECS);
     let private = Redis::start().await;
     let c = Cluster::start(&kafka().await.bootstrap, &private.url, 2).await;
-    let _projector = c.spawn_projector();
-    c.ready().await;
-    let sdk = tokend_redis::RedisStore::connect(&private.url, &c.redis.key_prefix)
-        .await
-        .unwrap()
-        .with_revocation_mirror(1000);
+    let _projector = c.projecting().await;
+    let sdk = c.store().await.with_revocation_mirror(1000);
     let mirror = sdk.revocation_mirror().unwrap();
-    let started = Instant::now();
-    while !mirror.is_current() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the mirror loads"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually(Duration::from_secs(10), || async { mirror.is_current() }).await;
     let revoked = c.client_credentials(0).await;
     let live = c.client_credentials(0).await;
     revoke_strict(&c, 0, &revoked).await;
@@ -235,8 +225,7 @@ async fn rebuild_under_live_revocations_rolls_nothing_back() {
     tokend_testkit::time_limit(LIMIT_SECS);
     let (k, r) = (kafka().await, redis().await);
     let c = Arc::new(Cluster::start(&k.bootstrap, &r.url, 2).await);
-    let _projector = c.spawn_projector();
-    c.ready().await;
+    let _projector = c.projecting().await;
     stream(&c, 2, 20).await; // some history to replay
 
     let revoker = tokio::spawn({

@@ -41,8 +41,7 @@ async fn three_nodes_rotate_through_the_key_topic_and_agree() {
     let (k, r) = (kafka().await, redis().await);
     let clock = Arc::new(ManualClock::new(tokend_verify::SystemClock.now_ms()));
     let c = Cluster::start_with(&k.bootstrap, &r.url, 3, clock.clone()).await;
-    let _projector = c.spawn_projector();
-    c.ready().await;
+    let _projector = c.projecting().await;
 
     // One key, the same on every node, though each started with an empty directory.
     let first = signing_kid(&c, 0).await;
@@ -134,8 +133,7 @@ async fn a_revoked_key_is_rejected_on_every_node_and_by_the_sdk() {
     tokend_testkit::time_limit(LIMIT_SECS);
     let (k, r) = (kafka().await, redis().await);
     let c = Cluster::start(&k.bootstrap, &r.url, 3).await;
-    let _projector = c.spawn_projector();
-    c.ready().await;
+    let _projector = c.projecting().await;
     // A resource server's SDK: the JWKS from node 0 (cached), revocations from Redis.
     let sdk = Verifier::new(
         Arc::new(
@@ -217,8 +215,7 @@ async fn a_kek_change_runs_through_the_key_topic_and_keeps_keys_and_client_secre
     tokend_testkit::time_limit(LIMIT_SECS);
     let (k, r) = (kafka().await, redis().await);
     let c = Cluster::start(&k.bootstrap, &r.url, 1).await;
-    let _projector = c.spawn_projector();
-    c.ready().await;
+    let _projector = c.projecting().await;
     let token = c.client_credentials(0).await;
     let (old, new) = (c.config.keys.kek.clone().unwrap(), "22".repeat(32));
     let new_id = tokend_jwt::Kek::parse(&new).unwrap().id();

@@ -11,8 +11,7 @@ use crate::cluster::{Cluster, caught_up, eventually};
 async fn cluster(nodes: usize) -> (Cluster, tokio::task::JoinHandle<()>) {
     let (k, r) = (kafka().await, redis().await);
     let c = Cluster::start(&k.bootstrap, &r.url, nodes).await;
-    let projector = c.spawn_projector();
-    c.ready().await;
+    let projector = c.projecting().await;
     (c, projector)
 }
 

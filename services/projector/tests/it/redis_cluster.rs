@@ -11,6 +11,7 @@ use tokend_testkit::{RedisCluster, kafka};
 
 use crate::LIMIT_SECS;
 use crate::cluster::Cluster;
+use crate::heal::revoke_strict;
 use crate::loop_tests::{issue_on_0_validate_and_refresh_on_1, strict_revocation_everywhere};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,8 +24,7 @@ async fn the_loop_runs_on_a_redis_cluster_and_through_a_failover() {
         ..RedisSettings::default()
     };
     let c = Cluster::start_on(&kafka().await.bootstrap, settings, 2, Arc::new(SystemClock)).await;
-    let _projector = c.spawn_projector();
-    c.ready().await;
+    let _projector = c.projecting().await;
     issue_on_0_validate_and_refresh_on_1(&c).await;
     let _sdk = strict_revocation_everywhere(&c, 10).await;
 
@@ -32,14 +32,7 @@ async fn the_loop_runs_on_a_redis_cluster_and_through_a_failover() {
     // answers a revoked token with 401 or 503, never 200; then everything works again.
     let live = c.client_credentials(0).await;
     let revoked = c.client_credentials(0).await;
-    let (status, _) = c
-        .form(
-            0,
-            "/oauth/revoke",
-            &[("token", &revoked), ("consistency", "applied")],
-        )
-        .await;
-    assert_eq!(status, 200);
+    revoke_strict(&c, 0, &revoked).await;
     let tag = base_key(&c.redis.key_prefix);
     let master = redis.master_of(&tag);
     redis.synced(master);

@@ -135,8 +135,7 @@ async fn duplicate_delivery_changes_nothing() {
     tokend_testkit::time_limit(LIMIT_SECS);
     let (k, r) = (kafka().await, redis().await);
     let c = Arc::new(Cluster::start(&k.bootstrap, &r.url, 1).await);
-    let projector = c.spawn_projector();
-    c.ready().await;
+    let projector = c.projecting().await;
     stream(&c, 2, 10).await;
     let store = c.store().await;
     caught_up(&c, &store).await;

@@ -6,6 +6,7 @@ use crate::harness::{ADMIN, TestNode, basic, form_request};
 
 #[tokio::test]
 async fn admin_calls_need_the_admin_token() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;
     for bearer in [None, Some("wrong")] {
@@ -27,6 +28,7 @@ async fn admin_calls_need_the_admin_token() {
 
 #[tokio::test]
 async fn register_shows_the_secret_once_and_it_works() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;
     let body = r#"{"client_id":"svc","name":"Service","grant_types":["client_credentials"],
@@ -79,6 +81,7 @@ async fn register_shows_the_secret_once_and_it_works() {
 
 #[tokio::test]
 async fn disabling_a_client_locks_it_out_and_revokes_its_tokens() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;
     let at = n.password_grant().await.str("access_token");
@@ -103,6 +106,7 @@ async fn disabling_a_client_locks_it_out_and_revokes_its_tokens() {
 
 #[tokio::test]
 async fn users_are_created_with_argon2id_and_can_be_disabled() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;
     let r = n
@@ -146,6 +150,7 @@ async fn users_are_created_with_argon2id_and_can_be_disabled() {
 
 #[tokio::test]
 async fn log_out_everywhere_and_revoke_all_of_a_client() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;
     let a = n.password_grant().await;
@@ -198,6 +203,7 @@ async fn log_out_everywhere_and_revoke_all_of_a_client() {
 
 #[tokio::test]
 async fn a_revoked_signing_key_is_withdrawn_and_replaced() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;
     let listed = n.get_admin("/admin/keys").await;
@@ -242,6 +248,7 @@ async fn a_revoked_signing_key_is_withdrawn_and_replaced() {
 
 #[tokio::test]
 async fn an_early_rotation_publishes_the_next_key_at_once_and_signs_with_it_a_lead_later() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;
     let before = n.password_grant().await.str("access_token");

@@ -166,6 +166,7 @@ fn code_body(code: &str, verifier: &str) -> String {
 
 #[tokio::test]
 async fn code_flow_end_to_end_and_replay_revokes() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;
     let mut b = Browser::new(&n);
@@ -214,6 +215,7 @@ async fn code_flow_end_to_end_and_replay_revokes() {
 
 #[tokio::test]
 async fn token_exchange_errors() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;
     let auth = n.basic();
@@ -280,6 +282,7 @@ async fn token_exchange_errors() {
 
 #[tokio::test]
 async fn bad_client_or_redirect_uri_shows_a_page_and_never_redirects() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;
     let mut b = Browser::new(&n);
@@ -298,6 +301,7 @@ async fn bad_client_or_redirect_uri_shows_a_page_and_never_redirects() {
 
 #[tokio::test]
 async fn other_request_errors_redirect_with_error_and_state() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;
     let mut b = Browser::new(&n);
@@ -340,6 +344,7 @@ async fn other_request_errors_redirect_with_error_and_state() {
 
 #[tokio::test]
 async fn denied_consent_returns_access_denied() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;
     let back = Browser::new(&n).flow(&query(&n.client_id, ""), false).await;
@@ -350,6 +355,7 @@ async fn denied_consent_returns_access_denied() {
 
 #[tokio::test]
 async fn csrf_token_missing_or_wrong_is_refused() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;
     let mut b = Browser::new(&n);
@@ -423,6 +429,7 @@ async fn csrf_token_missing_or_wrong_is_refused() {
 
 #[tokio::test]
 async fn public_clients_use_the_code_flow_and_refresh_only() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;
     let body = format!(
@@ -520,6 +527,7 @@ async fn public_clients_use_the_code_flow_and_refresh_only() {
 
 #[tokio::test]
 async fn logout_and_log_out_everywhere_end_the_browser_session() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;
     let q = query(&n.client_id, "");
@@ -565,6 +573,7 @@ async fn logout_and_log_out_everywhere_end_the_browser_session() {
 
 #[tokio::test]
 async fn the_login_form_is_rate_limited_per_user() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let mut c = crate::harness::config(dir.path());
     c.rate_limit.password_per_min_per_user = 2;

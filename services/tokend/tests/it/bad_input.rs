@@ -23,6 +23,7 @@ fn raw(content_type: Option<&str>, body: Vec<u8>, auth: &str) -> Request<Body> {
 
 #[tokio::test]
 async fn token_endpoint_errors_are_rfc6749_and_append_nothing() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;
     let before = log_len(dir.path());
@@ -198,6 +199,7 @@ async fn token_endpoint_errors_are_rfc6749_and_append_nothing() {
 
 #[tokio::test]
 async fn grants_the_client_may_not_use_are_unauthorized_client() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;
     let body = r#"{"client_id":"machine","name":"Machine","grant_types":["client_credentials"],
@@ -223,6 +225,7 @@ async fn grants_the_client_may_not_use_are_unauthorized_client() {
 
 #[tokio::test]
 async fn password_grant_is_off_by_default() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
     c.grants.password = false;
@@ -244,6 +247,7 @@ async fn password_grant_is_off_by_default() {
 
 #[tokio::test]
 async fn protected_resource_answers_401_with_a_bearer_challenge() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;
     for bearer in [None, Some("garbage"), Some("a.b.c")] {
@@ -280,6 +284,7 @@ async fn protected_resource_answers_401_with_a_bearer_challenge() {
 
 #[tokio::test]
 async fn json_endpoints_refuse_bad_bodies_without_echoing_secrets() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;
     let cases = [
@@ -316,6 +321,7 @@ async fn json_endpoints_refuse_bad_bodies_without_echoing_secrets() {
 /// every check answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_password_checks_beyond_the_bound_gets_503_with_retry_after() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(dir.path());
     config.grants.password_checks = 1;

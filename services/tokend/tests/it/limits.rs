@@ -26,6 +26,7 @@ fn from(mut req: Request<Body>, peer: &str) -> Request<Body> {
 
 #[tokio::test]
 async fn a_client_over_its_rate_gets_429_with_retry_after() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::with_config(&limited_config(dir.path())).await;
     let cc = "grant_type=client_credentials";
@@ -48,6 +49,7 @@ async fn a_client_over_its_rate_gets_429_with_retry_after() {
 
 #[tokio::test]
 async fn password_checks_are_limited_per_user_and_per_address_on_every_entry_point() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let mut c = limited_config(dir.path());
     c.rate_limit.client_burst = 100;
@@ -96,6 +98,7 @@ async fn password_checks_are_limited_per_user_and_per_address_on_every_entry_poi
 
 #[tokio::test]
 async fn the_limits_can_be_switched_off() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let mut c = limited_config(dir.path());
     c.rate_limit.enabled = false;

@@ -7,6 +7,7 @@ use crate::harness::{TestNode, form_request};
 
 #[tokio::test]
 async fn client_credentials_with_basic_and_post_authentication() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;
     let r = n
@@ -38,6 +39,7 @@ async fn client_credentials_with_basic_and_post_authentication() {
 
 #[tokio::test]
 async fn password_refresh_rotation_and_reuse_detection() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;
     let first = n.password_grant().await;
@@ -83,6 +85,7 @@ async fn password_refresh_rotation_and_reuse_detection() {
 /// again, and the grant lives on.
 #[tokio::test]
 async fn a_retried_refresh_within_the_grace_is_rotated_again_not_revoked() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;
     let first = n.password_grant().await;
@@ -105,6 +108,7 @@ async fn a_retried_refresh_within_the_grace_is_rotated_again_not_revoked() {
 
 #[tokio::test]
 async fn refresh_may_narrow_but_not_widen_scope() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;
     let body = format!(
@@ -132,6 +136,7 @@ async fn refresh_may_narrow_but_not_widen_scope() {
 
 #[tokio::test]
 async fn revocation_of_access_and_refresh_tokens_rfc7009() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;
     let t = n.password_grant().await;
@@ -165,6 +170,7 @@ async fn revocation_of_access_and_refresh_tokens_rfc7009() {
 
 #[tokio::test]
 async fn introspection_rfc7662() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;
     let t = n.password_grant().await;
@@ -203,6 +209,7 @@ async fn introspection_rfc7662() {
 
 #[tokio::test]
 async fn metadata_and_jwks() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;
     let m = n.get("/.well-known/oauth-authorization-server", None).await;
@@ -267,6 +274,7 @@ async fn metadata_and_jwks() {
 
 #[tokio::test]
 async fn health_readiness_and_cors() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;
     assert_eq!(n.get("/healthz", None).await.json["status"], "ok");

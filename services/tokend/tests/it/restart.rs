@@ -9,6 +9,7 @@ use crate::harness::{ADMIN, TestNode, config};
 
 #[tokio::test]
 async fn revocations_and_refresh_families_survive_a_restart() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let first = TestNode::start(dir.path()).await;
     let revoked = first.password_grant().await;
@@ -85,6 +86,7 @@ async fn revocations_and_refresh_families_survive_a_restart() {
 
 #[tokio::test]
 async fn a_torn_tail_is_survived() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let first = TestNode::start(dir.path()).await;
@@ -113,6 +115,7 @@ async fn a_torn_tail_is_survived() {
 
 #[tokio::test]
 async fn damage_before_the_tail_refuses_to_start_and_the_log_commands_repair_it() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let first = TestNode::start(dir.path()).await;
     for _ in 0..3 {
@@ -178,6 +181,7 @@ async fn damage_before_the_tail_refuses_to_start_and_the_log_commands_repair_it(
 
 #[tokio::test]
 async fn cluster_mode_refuses_to_start_without_an_operator_kek() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(dir.path());
     c.storage.backend = tokend::config::Backend::Cluster;
@@ -197,6 +201,7 @@ async fn cluster_mode_refuses_to_start_without_an_operator_kek() {
 /// published ahead of signing, then signs, and the retired key still verifies.
 #[tokio::test]
 async fn the_embedded_node_rotates_its_keys_on_schedule() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     const DAY: i64 = 86_400;
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;

@@ -6,6 +6,7 @@ use crate::harness::TestNode;
 
 #[tokio::test]
 async fn login_then_protected_data_like_the_tutorials() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let n = TestNode::start(dir.path()).await;
     let body = format!(r#"{{"username":"demo","password":"{}"}}"#, n.password);
@@ -35,6 +36,7 @@ async fn login_then_protected_data_like_the_tutorials() {
 
 #[tokio::test]
 async fn login_honours_the_login_clients_grants() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let first = TestNode::start(dir.path()).await;
     let machine = r#"{"client_id":"machine","name":"Machine","grant_types":["client_credentials"],"scopes":["read"],"audiences":["api"]}"#;
@@ -67,6 +69,7 @@ async fn login_honours_the_login_clients_grants() {
 
 #[tokio::test]
 async fn seed_endpoints_can_be_switched_off() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let mut c = crate::harness::config(dir.path());
     c.seed.login_endpoint = false;

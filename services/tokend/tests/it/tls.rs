@@ -37,6 +37,7 @@ fn issue_leaf(ca: &Ca, cert_file: &std::path::Path, key_file: &std::path::Path) 
 
 #[tokio::test]
 async fn the_flow_over_tls_with_hsts_and_a_certificate_reloaded_without_restart() {
+    tokend_testkit::time_limit(crate::LIMIT_SECS);
     let dir = tempfile::tempdir().unwrap();
     let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     let ca = ca();
