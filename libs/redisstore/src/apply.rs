@@ -3,15 +3,18 @@
 //! then write the changed records and the new offset with `write.lua`, which refuses if the
 //! partition or the live generation moved meanwhile (then the batch is read again). The
 //! offset acts as the partition's version: only events of that partition write its records,
-//! so a write that finds the offset it read also finds the records it read.
+//! so a write that finds the offset it read also finds the records it read. Refresh tokens
+//! and codes go to their shards after that write ([`crate::bulk`]).
 
 use redis::Value;
 use tokend_domain::{Alignment, Applied, Key, Record, State, StoreError, align, keys};
 use tokend_events::Event;
 
 use crate::RedisStore;
+use crate::bulk::{Write, is_bulk, pending, shard_of};
+use crate::connection::Batch;
 use crate::keys::{decode, encode, record_key};
-use crate::store::unavailable;
+use crate::store::{cmd, unavailable};
 
 /// How often a batch is read again when another writer moved the partition meanwhile.
 const MAX_ATTEMPTS: usize = 8;
@@ -19,6 +22,17 @@ const MAX_ATTEMPTS: usize = 8;
 /// Records outlive what they describe by this much, so a validator that accepts a token
 /// `leeway_secs` past its `exp` still sees its revocation.
 pub(crate) const EXPIRY_MARGIN_SECS: i64 = 300;
+
+/// Records that later events of the log refer to (refresh tokens, codes, families) live at
+/// least this long past their writing, whatever their own expiry: a replay writes them long
+/// after they expired and must still find them when the rotation or redemption that follows
+/// them in the log is applied (else a replayed reuse would go undetected).
+pub(crate) const REPLAY_FLOOR_SECS: i64 = 86_400;
+
+/// The expire-at argument of a record or a deletion.
+fn at_of(record: Option<&Record>) -> String {
+    record.map_or_else(|| "0".to_owned(), expire_at)
+}
 
 /// The expire-at argument of `write.lua` for a record.
 fn expire_at(record: &Record) -> String {
@@ -80,6 +94,16 @@ impl RedisStore {
                 state.apply(event);
             }
             let changes = state.take_changes();
+            let bulk: Vec<Write> = changes
+                .iter()
+                .filter(|(key, _)| is_bulk(key))
+                .map(|(key, record)| Write::of(key, record.as_ref(), at_of(record.as_ref())))
+                .collect();
+            let pending = if bulk.is_empty() {
+                String::new()
+            } else {
+                pending(end, &bulk)
+            };
             let mut invocation = self.write_script.prepare_invoke();
             invocation
                 .key(self.pointer_key())
@@ -91,8 +115,10 @@ impl RedisStore {
                 .arg(&prefix)
                 .arg(partition)
                 .arg(next)
-                .arg(end);
-            for (key, record) in &changes {
+                .arg(end)
+                .arg(REPLAY_FLOOR_SECS)
+                .arg(&pending);
+            for (key, record) in changes.iter().filter(|(key, _)| !is_bulk(key)) {
                 invocation.arg(record_key(&prefix, key));
                 match record {
                     Some(r) => invocation.arg(encode(r)).arg(expire_at(r)).arg(kind(r)),
@@ -105,6 +131,9 @@ impl RedisStore {
                 .map_err(unavailable)?;
             match outcome {
                 0 => {
+                    if !pending.is_empty() {
+                        self.flush(&generation, partition, &pending).await?;
+                    }
                     let duplicates = skip as u64;
                     return Ok((
                         Applied::Done {
@@ -130,7 +159,8 @@ impl RedisStore {
     }
 
     /// The partition's next offset and the records named, from `generation`; `None` when
-    /// that is no longer the live generation (for a handle that follows it).
+    /// that is no longer the live generation (for a handle that follows it). A pending bulk
+    /// write of the partition (its writer stopped before writing it) is written first.
     async fn load(
         &self,
         generation: &str,
@@ -138,35 +168,77 @@ impl RedisStore {
         touched: &[Key],
     ) -> Result<Option<(u64, State)>, StoreError> {
         let prefix = &self.prefix_of(generation);
-        let mut pipe = redis::pipe();
-        pipe.get(self.pointer_key());
-        pipe.hget(format!("{prefix}offsets"), partition);
-        if !touched.is_empty() {
-            let names: Vec<String> = touched.iter().map(|k| record_key(prefix, k)).collect();
-            pipe.cmd("MGET").arg(names);
-        }
-        let mut reply: Vec<Value> = pipe
-            .query_async(&mut self.con.clone())
-            .await
-            .map_err(unavailable)?;
-        let parse = |e: redis::ParsingError| StoreError::Unavailable(e.to_string());
-        let values: Vec<Option<String>> = match reply.len() {
-            3 => redis::from_redis_value(reply.pop().unwrap_or(Value::Nil)).map_err(parse)?,
-            _ => Vec::new(),
-        };
-        let next: Option<u64> =
-            redis::from_redis_value(reply.pop().unwrap_or(Value::Nil)).map_err(parse)?;
-        let live: Option<String> =
-            redis::from_redis_value(reply.pop().unwrap_or(Value::Nil)).map_err(parse)?;
-        if self.pinned.is_none() && live.as_deref() != Some(generation) {
-            return Ok(None);
-        }
-        let mut state = State::tracking();
-        for (key, value) in touched.iter().zip(values) {
-            if let Some(value) = value {
-                state.load(key.clone(), decode(key, &value)?);
+        let (bulk, base): (Vec<&Key>, Vec<&Key>) = touched.iter().partition(|k| is_bulk(k));
+        let mut shards: Vec<u8> = bulk.iter().map(|k| shard_of(k)).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        for _ in 0..MAX_ATTEMPTS {
+            let mut batch = Batch::default();
+            let offsets = format!("{prefix}offsets");
+            let pending = format!("{prefix}pending");
+            let hget = |key: &str| {
+                let mut c = cmd("HGET", key);
+                c.arg(partition);
+                c
+            };
+            batch
+                .add(prefix, cmd("GET", self.pointer_key()))
+                .add(prefix, hget(&offsets))
+                .add(prefix, hget(&pending));
+            // Several slots: a MGET of the base slot's records, a GET per shard's record.
+            let names: Vec<String> = base.iter().map(|k| record_key(prefix, k)).collect();
+            if !names.is_empty() {
+                batch.add(prefix, cmd("MGET", &names));
             }
+            for key in &bulk {
+                let name = self.key_name(generation, key);
+                batch.add(&name, cmd("GET", &name));
+            }
+            for shard in &shards {
+                let marker = self.shard_marker(generation, *shard);
+                batch.add(&marker, cmd("EXISTS", &marker));
+            }
+            let reply = batch.run(&self.con).await.map_err(unavailable)?;
+            let mut reply = reply.into_iter();
+            let mut next_value = || reply.next().unwrap_or(Value::Nil);
+            let parse = |e: redis::ParsingError| StoreError::Unavailable(e.to_string());
+            let live: Option<String> = redis::from_redis_value(next_value()).map_err(parse)?;
+            let next: Option<u64> = redis::from_redis_value(next_value()).map_err(parse)?;
+            let waiting: Option<String> = redis::from_redis_value(next_value()).map_err(parse)?;
+            let mut values: Vec<Option<String>> = if names.is_empty() {
+                Vec::new()
+            } else {
+                redis::from_redis_value(next_value()).map_err(parse)?
+            };
+            for _ in &bulk {
+                values.push(redis::from_redis_value(next_value()).map_err(parse)?);
+            }
+            let mut markers = true;
+            for _ in &shards {
+                markers &= redis::from_redis_value::<bool>(next_value()).map_err(parse)?;
+            }
+            if self.pinned.is_none() && live.as_deref() != Some(generation) {
+                return Ok(None);
+            }
+            if let Some(waiting) = waiting {
+                self.flush(generation, partition, &waiting).await?;
+                continue;
+            }
+            if !markers && self.pinned.is_none() {
+                return Err(StoreError::Unavailable(
+                    "a shard of refresh tokens and codes lost its data; the projector's check sets it again".into(),
+                ));
+            }
+            let mut state = State::tracking();
+            for (key, value) in base.into_iter().chain(bulk).zip(values) {
+                if let Some(value) = value {
+                    state.load(key.clone(), decode(key, &value)?);
+                }
+            }
+            return Ok(Some((next.unwrap_or(0), state)));
         }
-        Ok(Some((next.unwrap_or(0), state)))
+        Err(StoreError::Unavailable(format!(
+            "partition {partition}'s pending bulk write keeps coming back"
+        )))
     }
 }

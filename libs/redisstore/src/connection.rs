@@ -50,34 +50,52 @@ impl ConnectionLike for Con {
 }
 
 impl Con {
-    /// Every key matching `pattern`, all of them in the slot of `tag` (SCAN runs on one node:
-    /// in a cluster, the master of that slot).
-    pub(crate) async fn scan(&self, tag: &str, pattern: &str) -> RedisResult<Vec<String>> {
-        let mut con = self.clone();
-        let route = match &con {
-            Con::Single(_) => None,
-            Con::Cluster(_) => Some(to_master(Route::with_key(tag, SlotAddr::Master))),
+    /// Every key matching `pattern` on every master (on a single Redis, of the one Redis).
+    pub(crate) async fn scan(&self, pattern: &str) -> RedisResult<Vec<String>> {
+        let Con::Cluster(cluster) = self else {
+            return scan_node(&mut self.clone(), None, pattern).await;
         };
-        let (mut keys, mut cursor) = (Vec::new(), 0u64);
-        loop {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1000);
-            let reply = match (&mut con, &route) {
-                (Con::Cluster(c), Some(route)) => c.route_command(scan, route.clone()).await?,
-                _ => scan.query_async(&mut con).await?,
-            };
-            let (next, mut page): (u64, Vec<String>) =
-                redis::from_redis_value(reply).map_err(parsing)?;
-            keys.append(&mut page);
-            if next == 0 {
-                return Ok(keys);
-            }
-            cursor = next;
+        let mut cluster = cluster.clone();
+        let mut slots = redis::cmd("CLUSTER");
+        slots.arg("SLOTS");
+        let entries: Vec<Vec<Value>> =
+            redis::from_redis_value(slots.query_async(&mut cluster).await?).map_err(parsing)?;
+        let mut masters: Vec<(String, u16)> = entries.into_iter().filter_map(master).collect();
+        masters.sort_unstable();
+        masters.dedup();
+        let mut keys = Vec::new();
+        for (host, port) in masters {
+            let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+            keys.append(&mut scan_node(&mut self.clone(), Some(route), pattern).await?);
         }
+        Ok(keys)
+    }
+}
+
+async fn scan_node(
+    con: &mut Con,
+    route: Option<RoutingInfo>,
+    pattern: &str,
+) -> RedisResult<Vec<String>> {
+    let (mut keys, mut cursor) = (Vec::new(), 0u64);
+    loop {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000);
+        let reply = match (&mut *con, &route) {
+            (Con::Cluster(c), Some(route)) => c.route_command(scan, route.clone()).await?,
+            _ => scan.query_async(con).await?,
+        };
+        let (next, mut page): (u64, Vec<String>) =
+            redis::from_redis_value(reply).map_err(parsing)?;
+        keys.append(&mut page);
+        if next == 0 {
+            return Ok(keys);
+        }
+        cursor = next;
     }
 }
 
@@ -131,13 +149,18 @@ impl Origin {
 /// The master of a `CLUSTER SLOTS` entry (`[start, end, [host, port, id], replicas...]`),
 /// if the entry covers `slot`.
 fn serving(entry: Vec<Value>, slot: u16) -> Option<(String, u16)> {
-    let mut entry = entry.into_iter();
-    let start: u16 = redis::from_redis_value(entry.next()?).ok()?;
-    let end: u16 = redis::from_redis_value(entry.next()?).ok()?;
-    if !(start..=end).contains(&slot) {
-        return None;
-    }
-    let mut node = redis::from_redis_value::<Vec<Value>>(entry.next()?)
+    let mut fields = entry.iter();
+    let start: u16 = redis::from_redis_value(fields.next()?.clone()).ok()?;
+    let end: u16 = redis::from_redis_value(fields.next()?.clone()).ok()?;
+    (start..=end)
+        .contains(&slot)
+        .then(|| master(entry))
+        .flatten()
+}
+
+/// The master of a `CLUSTER SLOTS` entry.
+fn master(entry: Vec<Value>) -> Option<(String, u16)> {
+    let mut node = redis::from_redis_value::<Vec<Value>>(entry.into_iter().nth(2)?)
         .ok()?
         .into_iter();
     let host: String = redis::from_redis_value(node.next()?).ok()?;
@@ -207,4 +230,70 @@ pub(crate) async fn connect(settings: &RedisSettings) -> RedisResult<(Con, Origi
         .set_max_delay(Duration::from_secs(1));
     let con = client.get_connection_manager_with_config(config).await?;
     Ok((Con::Single(con), Origin::Single(client)))
+}
+
+/// Commands for several slots, sent as one round trip: one pipeline on a single Redis; on a
+/// cluster (whose client takes a pipeline for one slot only) one pipeline per hash tag, all
+/// at once. The replies come back in the order the commands were added.
+#[derive(Default)]
+pub(crate) struct Batch {
+    parts: Vec<(String, Pipeline, Vec<usize>)>,
+    count: usize,
+}
+
+impl Batch {
+    /// Adds `cmd`, whose keys all carry the hash tag of `key` (`{…}`).
+    pub(crate) fn add(&mut self, key: &str, cmd: Cmd) -> &mut Self {
+        let tag = tag_of(key);
+        let index = match self.parts.iter().position(|(t, _, _)| t == tag) {
+            Some(index) => index,
+            None => {
+                self.parts.push((tag.to_owned(), redis::pipe(), Vec::new()));
+                self.parts.len() - 1
+            }
+        };
+        let (_, pipe, positions) = &mut self.parts[index];
+        pipe.add_command(cmd);
+        positions.push(self.count);
+        self.count += 1;
+        self
+    }
+
+    pub(crate) async fn run(self, con: &Con) -> RedisResult<Vec<Value>> {
+        if let Con::Single(_) = con {
+            let mut all = redis::pipe();
+            let mut order = vec![0; self.count];
+            let mut at = 0;
+            for (_, pipe, positions) in &self.parts {
+                for (cmd, position) in pipe.cmd_iter().zip(positions) {
+                    all.add_command(cmd.clone());
+                    order[at] = *position;
+                    at += 1;
+                }
+            }
+            let values: Vec<Value> = all.query_async(&mut con.clone()).await?;
+            let mut ordered = vec![Value::Nil; self.count];
+            for (value, position) in values.into_iter().zip(order) {
+                ordered[position] = value;
+            }
+            return Ok(ordered);
+        }
+        let replies = futures::future::try_join_all(self.parts.iter().map(|(_, pipe, _)| {
+            let mut con = con.clone();
+            async move { pipe.query_async::<Vec<Value>>(&mut con).await }
+        }))
+        .await?;
+        let mut ordered = vec![Value::Nil; self.count];
+        for ((_, _, positions), values) in self.parts.iter().zip(replies) {
+            for (value, position) in values.into_iter().zip(positions) {
+                ordered[*position] = value;
+            }
+        }
+        Ok(ordered)
+    }
+}
+
+/// The hash tag of a key: up to its first `}` (the whole key when it has none).
+fn tag_of(key: &str) -> &str {
+    key.find('}').map_or(key, |end| &key[..=end])
 }

@@ -104,6 +104,8 @@ impl RedisStore {
         }
         let mut con = self.con.clone();
         let name = new_generation_name();
+        // Before it can become live: a live generation's shard without its marker lost its data.
+        self.mark_shards(&name).await?;
         let created: bool = Script::new(CREATE)
             .key(self.pointer_key())
             .arg(&name)
@@ -115,6 +117,9 @@ impl RedisStore {
             .active_generation()
             .await?
             .ok_or_else(|| StoreError::Unavailable("the generation pointer vanished".into()))?;
+        if !created {
+            self.unmark_shards(&name).await;
+        }
         if created {
             let _: redis::RedisResult<i64> = redis::cmd("PUBLISH")
                 .arg(crate::changes::channel(&self.base))
@@ -238,6 +243,9 @@ impl RedisStore {
         generation: &str,
         applied: &[(u32, u64)],
     ) -> Result<Activation, StoreError> {
+        // Its refresh tokens and codes all in their shards, every shard marked.
+        self.generation(generation).flush_all(generation).await?;
+        self.mark_shards(generation).await?;
         let switch = Script::new(include_str!("switch.lua"));
         let mut script = switch.prepare_invoke();
         script
@@ -264,13 +272,16 @@ impl RedisStore {
         })
     }
 
+    /// Every key of `generation`: in the base slot and in every shard (on every master).
     async fn keys_of(&self, generation: &str) -> Result<Vec<String>, StoreError> {
-        let pattern = format!("{}*", self.prefix_of(generation));
-        let mut keys = self
-            .con
-            .scan(&self.base, &pattern)
-            .await
-            .map_err(unavailable)?;
+        let mut keys = Vec::new();
+        let patterns = [
+            format!("{}*", self.prefix_of(generation)),
+            format!("{{{}:??}}:{generation}:*", self.prefix),
+        ];
+        for pattern in patterns {
+            keys.append(&mut self.con.scan(&pattern).await.map_err(unavailable)?);
+        }
         keys.sort_unstable();
         keys.dedup(); // SCAN may return a key twice
         Ok(keys)
@@ -279,8 +290,13 @@ impl RedisStore {
     /// Removes every key of `generation`.
     pub async fn delete_generation(&self, generation: &str) -> Result<(), StoreError> {
         let keys = self.keys_of(generation).await?;
+        // One command per key: they are in many slots.
         for chunk in keys.chunks(500) {
-            let _: () = self.con.clone().unlink(chunk).await.map_err(unavailable)?;
+            let mut batch = crate::connection::Batch::default();
+            for key in chunk {
+                batch.add(key, crate::store::cmd("UNLINK", key));
+            }
+            batch.run(&self.con).await.map_err(unavailable)?;
         }
         Ok(())
     }
@@ -292,14 +308,24 @@ impl RedisStore {
             Some(g) => g.to_string(),
             None => self.active_generation().await?.unwrap_or_default(),
         };
-        let prefix = self.prefix_of(&generation);
+        let infix = format!(":{generation}:");
         let mut hasher = Sha256::new();
         let mut con = self.con.clone();
-        for key in self.keys_of(&generation).await? {
-            let name = key.trim_start_matches(&prefix);
-            // Markers, and the revocation index (its scores are expiry times, which differ
-            // between a replay and the live writes).
-            if matches!(name, "ready" | "complete" | "index" | "revocations") {
+        let mut keys: Vec<(String, String)> = self
+            .keys_of(&generation)
+            .await?
+            .into_iter()
+            .filter_map(|key| Some((key.split_once(&infix)?.1.to_owned(), key)))
+            .collect();
+        keys.sort_unstable(); // by name, wherever the shards put them
+        for (name, key) in keys {
+            let name = name.as_str();
+            // Markers, the bulk writes in flight, and the revocation index (its scores are
+            // expiry times, which differ between a replay and the live writes).
+            if matches!(
+                name,
+                "ready" | "complete" | "index" | "revocations" | "pending"
+            ) {
                 continue;
             }
             let kind: String = redis::cmd("TYPE")

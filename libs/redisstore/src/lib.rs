@@ -55,6 +55,7 @@
 //! replicas), with the cluster's failover; it is not spread over masters.
 
 mod apply;
+mod bulk;
 pub mod changes;
 pub mod clients;
 mod connection;

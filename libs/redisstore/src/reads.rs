@@ -13,23 +13,67 @@ use tokend_domain::{Applied, Key, Record, RevocationKeys, StateStore, StoreError
 use tokend_events::Event;
 
 use crate::RedisStore;
+use crate::bulk::{is_bulk, shard_of};
 use crate::keys::{decode, record_key};
+use crate::store::cmd;
+use redis::Value;
 
 impl RedisStore {
-    /// Reads records by key in one round trip.
+    /// Reads records by key in one round trip: a `MGET` of the base slot's, a `GET` of each
+    /// refresh token or code with its shard's marker (a shard that lost its data fails closed).
     pub(crate) async fn records(&self, keys: &[Key]) -> Result<Vec<Option<Record>>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let values: (Vec<Option<String>>,) = self
-            .read(|prefix, pipe| {
-                let names: Vec<String> = keys.iter().map(|k| record_key(prefix, k)).collect();
-                pipe.cmd("MGET").arg(names);
+        let (bulk, base): (Vec<&Key>, Vec<&Key>) = keys.iter().partition(|k| is_bulk(k));
+        let mut shards: Vec<u8> = bulk.iter().map(|k| shard_of(k)).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        let reply: Vec<Value> = self
+            .read(|generation, batch| {
+                if !base.is_empty() {
+                    let prefix = self.prefix_of(generation);
+                    let names: Vec<String> = base.iter().map(|k| record_key(&prefix, k)).collect();
+                    batch.add(&prefix, cmd("MGET", names));
+                }
+                for key in &bulk {
+                    let name = self.key_name(generation, key);
+                    batch.add(&name, cmd("GET", &name));
+                }
+                for shard in &shards {
+                    let marker = self.shard_marker(generation, *shard);
+                    batch.add(&marker, cmd("EXISTS", &marker));
+                }
             })
             .await?;
+        let parse = |e: redis::ParsingError| StoreError::Unavailable(e.to_string());
+        let mut reply = reply.into_iter();
+        let mut values: Vec<Option<String>> = match base.is_empty() {
+            true => Vec::new(),
+            false => redis::from_redis_value(reply.next().unwrap_or(Value::Nil)).map_err(parse)?,
+        };
+        for _ in &bulk {
+            values
+                .push(redis::from_redis_value(reply.next().unwrap_or(Value::Nil)).map_err(parse)?);
+        }
+        for _ in &shards {
+            let marked: bool =
+                redis::from_redis_value(reply.next().unwrap_or(Value::Nil)).map_err(parse)?;
+            if !marked && self.pinned.is_none() {
+                return Err(StoreError::NotReady);
+            }
+        }
+        let found: HashMap<&Key, Option<String>> =
+            base.into_iter().chain(bulk).zip(values).collect();
         keys.iter()
-            .zip(values.0)
-            .map(|(k, v)| v.map(|v| decode(k, &v)).transpose())
+            .map(|k| {
+                found
+                    .get(k)
+                    .cloned()
+                    .flatten()
+                    .map(|v| decode(k, &v))
+                    .transpose()
+            })
             .collect()
     }
 
@@ -65,8 +109,11 @@ impl StateStore for RedisStore {
 
     async fn next_offset(&self, partition: u32) -> Result<u64, StoreError> {
         let (next,): (Option<u64>,) = self
-            .read(|prefix, pipe| {
-                pipe.hget(format!("{prefix}offsets"), partition);
+            .read(|generation, batch| {
+                let offsets = format!("{}offsets", self.prefix_of(generation));
+                let mut hget = cmd("HGET", &offsets);
+                hget.arg(partition);
+                batch.add(&offsets, hget);
             })
             .await?;
         Ok(next.unwrap_or(0))
@@ -90,8 +137,9 @@ impl StateStore for RedisStore {
 
     async fn clients(&self) -> Result<Vec<Client>, StoreError> {
         let (mut ids,): (Vec<String>,) = self
-            .read(|prefix, pipe| {
-                pipe.smembers(format!("{prefix}clients"));
+            .read(|generation, batch| {
+                let clients = format!("{}clients", self.prefix_of(generation));
+                batch.add(&clients, cmd("SMEMBERS", &clients));
             })
             .await?;
         ids.sort_unstable();

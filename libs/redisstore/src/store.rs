@@ -8,11 +8,11 @@
 
 use std::sync::{Arc, PoisonError, RwLock};
 
-use redis::{FromRedisValue, Pipeline, Script};
+use redis::{Cmd, FromRedisValue, Script};
 use tokend_domain::StoreError;
 
 use crate::RedisSettings;
-use crate::connection::{Con, Origin};
+use crate::connection::{Batch, Con, Origin};
 
 pub(crate) fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("redis: {e}"))
@@ -22,12 +22,15 @@ pub(crate) fn unavailable(e: redis::RedisError) -> StoreError {
 pub struct RedisStore {
     pub(crate) con: Con,
     pub(crate) base: Arc<str>,
+    /// The key prefix itself (`base` without its braces): the shards' tags start with it.
+    pub(crate) prefix: Arc<str>,
     /// A handle pinned to one generation (rebuild, tests) instead of following `P:active`;
     /// its reads do not require the generation to be ready.
     pub(crate) pinned: Option<Arc<str>>,
     /// The live generation as last seen.
     seen: Arc<RwLock<Option<String>>>,
     pub(crate) write_script: Arc<Script>,
+    pub(crate) bulk_script: Arc<Script>,
     /// Where the near-caches subscribe.
     origin: Origin,
     /// A token node's near-cache of client records (none for other users of the store).
@@ -75,9 +78,11 @@ impl RedisStore {
             mirror: None,
             con,
             base: base_key(&settings.key_prefix).into(),
+            prefix: settings.key_prefix.as_str().into(),
             pinned: None,
             seen: Arc::new(RwLock::new(None)),
             write_script: Arc::new(Script::new(include_str!("write.lua"))),
+            bulk_script: Arc::new(Script::new(include_str!("bulk.lua"))),
         })
     }
 
@@ -144,11 +149,12 @@ impl RedisStore {
         *self.seen.write().unwrap_or_else(PoisonError::into_inner) = generation;
     }
 
-    /// Runs `build`'s commands against the live generation in one round trip, with the
-    /// pointer and the ready marker; fails closed when the projection is not ready.
+    /// Runs `build`'s commands against the live generation (`build` gets its name) in one
+    /// round trip, with the pointer and the ready marker; fails closed when the projection is
+    /// not ready.
     pub(crate) async fn read<T: FromRedisValue>(
         &self,
-        build: impl Fn(&str, &mut Pipeline),
+        build: impl Fn(&str, &mut Batch),
     ) -> Result<T, StoreError> {
         for _ in 0..3 {
             let generation = self.generation_guess();
@@ -165,17 +171,15 @@ impl RedisStore {
     async fn read_at<T: FromRedisValue>(
         &self,
         generation: &str,
-        build: &impl Fn(&str, &mut Pipeline),
+        build: &impl Fn(&str, &mut Batch),
     ) -> Result<Resolved<T>, StoreError> {
         let prefix = self.prefix_of(generation);
-        let mut pipe = redis::pipe();
-        pipe.get(self.pointer_key())
-            .exists(format!("{prefix}ready"));
-        build(&prefix, &mut pipe);
-        let mut values: Vec<redis::Value> = pipe
-            .query_async(&mut self.con.clone())
-            .await
-            .map_err(unavailable)?;
+        let mut batch = Batch::default();
+        batch
+            .add(&prefix, cmd("GET", self.pointer_key()))
+            .add(&prefix, cmd("EXISTS", format!("{prefix}ready")));
+        build(generation, &mut batch);
+        let mut values = batch.run(&self.con).await.map_err(unavailable)?;
         if values.len() < 2 {
             return Err(StoreError::Unavailable("short reply from redis".into()));
         }
@@ -199,6 +203,13 @@ impl RedisStore {
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(Resolved::Data(data))
     }
+}
+
+/// A command on one key.
+pub(crate) fn cmd(name: &str, key: impl redis::ToRedisArgs) -> Cmd {
+    let mut cmd = redis::cmd(name);
+    cmd.arg(key);
+    cmd
 }
 
 /// The base of every key of the projection under `prefix`: `{prefix}`, a hash tag, so that

@@ -3,6 +3,7 @@
 -- KEYS: 1 pointer key ("P:active"; it also routes the script to the projection's slot).
 -- ARGV: 1 generation the writer expects to be live ("" for a pinned rebuild generation),
 -- 2 generation prefix ("P:G:"), 3 partition, 4 expected next offset, 5 new next offset,
+-- 6 the replay floor (seconds), 7 the batch's pending bulk write ("" none; see bulk.rs),
 -- then groups of 4: key, value ("" = delete), expire-at seconds
 -- ("0" = never, "+N" = N or the replay floor, whichever is later), kind ("c" a client, "r" a
 -- record the revocation check reads, "" other).
@@ -18,10 +19,10 @@ local offsets = ARGV[2] .. 'offsets'
 local next = tonumber(redis.call('HGET', offsets, ARGV[3]) or '0')
 if next ~= tonumber(ARGV[4]) then return {1, next} end
 -- Records that later events of the log refer to (refresh tokens, codes, families) live at
--- least a day past their writing, whatever their own expiry: a replay writes them long after
--- they expired and must still find them when the rotation or redemption that follows them in
--- the log is applied (else a replayed reuse would go undetected).
-local REPLAY_FLOOR = 86400
+-- least the replay floor past their writing, whatever their own expiry: a replay writes them
+-- long after they expired and must still find them when the rotation or redemption that
+-- follows them in the log is applied (else a replayed reuse would go undetected).
+local REPLAY_FLOOR = tonumber(ARGV[6])
 local time = redis.call('TIME')
 local now = tonumber(time[1])
 -- Microseconds, as text (a Lua number that large would print in exponent form).
@@ -34,7 +35,7 @@ local index = ARGV[2] .. 'revocations'
 -- live: its switch tells them to reload).
 local live = expected_generation ~= ''
 local channel = KEYS[1] .. ':changes'
-for i = 6, #ARGV, 4 do
+for i = 8, #ARGV, 4 do
   local key, value, at, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local exat = 0
   if value == '' then
@@ -62,5 +63,6 @@ for i = 6, #ARGV, 4 do
   end
 end
 redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. now)
+if ARGV[7] ~= '' then redis.call('HSET', ARGV[2] .. 'pending', ARGV[3], ARGV[7]) end
 redis.call('HSET', offsets, ARGV[3], ARGV[5])
 return {0, tonumber(ARGV[5])}

@@ -16,6 +16,9 @@
 //!   not cut short by seek after seek.
 //! - A partition that has applied the log up to its end is marked complete (and the
 //!   generation ready once all are).
+//! - A shard of refresh tokens and codes whose master lost its data (its marker is gone) is
+//!   marked again, with an error in the log: its records read as unknown instead of 503, and
+//!   the projector's writes to it resume (`RedisStore::repair_shards`).
 //!
 //! What to do is decided by [`plan`], a pure function of what was observed; the check only
 //! observes and carries it out. Expectations are changed with a compare-and-swap against the
@@ -41,12 +44,19 @@ pub(crate) async fn heal(shared: Shared, workers: Workers, partitions: u32, inte
     let mut every = tokio::time::interval(interval);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut waits = Waits::default();
-    loop {
+    for round in 0u64.. {
         every.tick().await;
         let snapshot = workers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
+        // Every eighth check: shards of refresh tokens and codes whose master lost its data.
+        if round % 8 == 0
+            && !snapshot.is_empty()
+            && let Err(error) = shared.store.repair_shards().await
+        {
+            tracing::debug!(%error, "Could not check the shards.");
+        }
         waits.retain(|p, _| snapshot.contains_key(p));
         check(&shared, &snapshot, partitions, &mut waits).await;
     }
