@@ -118,7 +118,13 @@ impl RedisStore {
                 .arg(end)
                 .arg(REPLAY_FLOOR_SECS)
                 .arg(&pending);
-            for (key, record) in changes.iter().filter(|(key, _)| !is_bulk(key)) {
+            // The base slot's part, with a copy of every revoked family (see `crate::bulk`).
+            let revoked_family =
+                |r: &Option<Record>| matches!(r, Some(Record::Family(f)) if f.revoked);
+            for (key, record) in changes
+                .iter()
+                .filter(|(key, record)| !is_bulk(key) || revoked_family(record))
+            {
                 invocation.arg(record_key(&prefix, key));
                 match record {
                     Some(r) => invocation.arg(encode(r)).arg(expire_at(r)).arg(kind(r)),
@@ -131,7 +137,7 @@ impl RedisStore {
                 .map_err(unavailable)?;
             match outcome {
                 0 => {
-                    if !pending.is_empty() {
+                    if !pending.is_empty() && !self.stops_before_shards {
                         self.flush(&generation, partition, &pending).await?;
                     }
                     let duplicates = skip as u64;

@@ -1,9 +1,12 @@
--- Writes one shard's part of a pending bulk write (see bulk.rs): refresh tokens and codes,
--- never overwriting one already used, so a repeated or late write changes nothing.
+-- Writes one shard's part of a pending bulk write (see bulk.rs), never replacing a record
+-- with one behind it, so a repeated or late write changes nothing.
 -- KEYS: 1 the shard's marker of the generation, then the records.
 -- ARGV: 1 the replay floor (seconds), 2 "1" to set a missing marker (a generation being
 -- filled, not yet live), then per record: value ("" = delete), expire-at ("+N": N or the
--- replay floor, whichever is later), the field that is set once the record is used.
+-- replay floor, whichever is later), the rule that tells a value behind the stored one:
+-- a field name (the stored record has it set and the new one not: a refresh token or code
+-- already used), "family" (the stored family is revoked and the new one not, or it lives
+-- longer), "" (none).
 -- Returns 0 written; 1 the marker is missing (the shard lost its data): nothing written.
 if redis.call('EXISTS', KEYS[1]) == 0 then
   if ARGV[2] ~= '1' then return 1 end
@@ -11,19 +14,27 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 local now = tonumber(redis.call('TIME')[1])
 local floor = tonumber(ARGV[1])
+local function set(v) return v ~= nil and v ~= cjson.null and v ~= false end
 for i = 2, #KEYS do
   local j = 3 + (i - 2) * 3
-  local value, at, field = ARGV[j], ARGV[j + 1], ARGV[j + 2]
+  local value, at, rule = ARGV[j], ARGV[j + 1], ARGV[j + 2]
   local keep = false
-  if field ~= '' then
+  if rule ~= '' then
     local old = redis.call('GET', KEYS[i])
-    if old then
-      local ok, stored = pcall(cjson.decode, old)
-      keep = ok and type(stored) == 'table' and stored[field] ~= nil and stored[field] ~= cjson.null
+    -- A stored value that does not decode is replaced.
+    local ok, stored = pcall(cjson.decode, old or '')
+    if ok and type(stored) == 'table' then
+      local new = cjson.decode(value)
+      if rule == 'family' then
+        keep = (set(stored.revoked) and not set(new.revoked))
+          or (tonumber(stored['until']) or 0) > (tonumber(new['until']) or 0)
+      else
+        keep = set(stored[rule]) and not set(new[rule])
+      end
     end
   end
   if keep then
-    -- already used: the stored record stands
+    -- the stored record is ahead: it stands
   elseif value == '' then
     redis.call('DEL', KEYS[i])
   elseif at == '0' then

@@ -1,6 +1,8 @@
-//! The bulk tier: refresh tokens and authorization codes, the records that grow with the
-//! number of live grants, spread over 256 hash tags (one per value of a byte) so that a Redis Cluster spreads
-//! them over its masters.
+//! The bulk tier: refresh tokens, authorization codes and token families, the records that
+//! grow with the number of live grants, spread over 256 hash tags (one per value of a byte)
+//! so that a Redis Cluster spreads them over its masters. The base slot keeps what does not
+//! grow with live grants: revocations (a revoked family's record is copied there, for the
+//! revocation check and the mirrors), watermarks, clients, users, and the control keys.
 //!
 //! A record's shard is the first byte of the SHA-256 of its id, so a reader finds it from
 //! the digest it already holds, without knowing the token's family or Kafka partition. Each
@@ -16,8 +18,9 @@
 //!
 //! Writing a pending write twice, or an older one after a newer one (two projectors during a
 //! rebalance), changes nothing: a refresh token or code only ever goes from absent to issued
-//! to used (`used_by`, `redeemed_by`, set once and computed the same by every writer), and
-//! `bulk.lua` never overwrites a used record.
+//! to used (`used_by`, `redeemed_by`, set once and computed the same by every writer), a
+//! family's `until` only grows and `revoked` only becomes true, and `bulk.lua` never replaces
+//! a record with one behind it.
 
 use std::collections::BTreeMap;
 
@@ -33,35 +36,42 @@ use crate::RedisStore;
 use crate::keys::{encode, parse_name};
 use crate::store::unavailable;
 
-/// Whether `key` lives in the bulk tier.
+/// Whether `key`'s record lives in a shard (the projector reads and writes it there).
 pub(crate) fn is_bulk(key: &Key) -> bool {
+    matches!(key, Key::Refresh(_) | Key::Code(_) | Key::Family(_))
+}
+
+/// Whether readers read `key` from its shard. A family's readers (the revocation check) read
+/// the copy in the base slot instead, which is there only while the family is revoked.
+pub(crate) fn read_from_shard(key: &Key) -> bool {
     matches!(key, Key::Refresh(_) | Key::Code(_))
 }
 
 /// The shard of a bulk record.
 pub(crate) fn shard_of(key: &Key) -> u8 {
     let id = match key {
-        Key::Refresh(id) | Key::Code(id) => id,
+        Key::Refresh(id) | Key::Code(id) | Key::Family(id) => id,
         _ => return 0,
     };
     Sha256::digest(id.as_bytes())[0]
 }
 
-/// One record of a pending write: its name (`rt:…`), value, expire-at argument, and the
-/// field that says it was used ("" for a deletion).
+/// One record of a pending write: its name (`rt:…`), value, expire-at argument, and how
+/// `bulk.lua` tells a stale value from a newer one (see there).
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Write(String, String, String, String);
 
 impl Write {
     pub(crate) fn of(key: &Key, record: Option<&Record>, at: String) -> Self {
         let name = crate::keys::record_key("", key);
-        let field = match record {
+        let rule = match record {
             Some(Record::Refresh(_)) => "used_by",
             Some(Record::Code(_)) => "redeemed_by",
+            Some(Record::Family(_)) => "family",
             _ => "",
         };
         let value = record.map(encode).unwrap_or_default();
-        Self(name, value, at, field.to_owned())
+        Self(name, value, at, rule.to_owned())
     }
 }
 

@@ -1,6 +1,6 @@
 //! The projector's change stream, and the task that follows it for a node's near-caches.
 //!
-//! One pub/sub channel, `{prefix}:active:changes`. The projector publishes from the same Lua
+//! One pub/sub channel, `{prefix}:live:changes`. The projector publishes from the same Lua
 //! script as each write to the live generation, so a message is never sent for a write that
 //! did not happen, and Redis delivers messages to a subscriber in the order they were
 //! published:
@@ -28,7 +28,7 @@ use crate::mirror::Mirror;
 pub(crate) const FLUSH: &str = "*";
 
 pub(crate) fn channel(base: &str) -> String {
-    format!("{base}:active:changes")
+    format!("{}:changes", crate::store::pointer_key(base))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! Generations of the projection and the ready marker.
 //!
-//! `P:active` names the live generation. Writers (projectors) create one when there is none
+//! `P:live` names the live generation. Writers (projectors) create one when there is none
 //! (first start, or Redis lost its data): `SET NX`, so concurrent projectors agree. A
 //! generation is **ready** once every partition has been applied up to the end of the log as
 //! it was when the generation began ([`RedisStore::mark_complete`]); until then readers get

@@ -496,7 +496,7 @@ impl Mirror {
             .clone();
         let (now_ms, _live, ready, indexed, renewed, elsewhere): (i64, String, i64, i64, i64, i64) =
             Script::new(LEASE_SCRIPT)
-                .key(format!("{}:active", self.base))
+                .key(crate::store::pointer_key(&self.base))
                 .key(leases_key(&self.base))
                 .key(acks_key(&self.base))
                 .key(since_key(&self.base))
@@ -529,7 +529,7 @@ impl Mirror {
     async fn load(&self) -> Result<Option<Renewed>, StoreError> {
         let mut con = self.con.clone();
         let reply: Vec<redis::Value> = Script::new(SNAPSHOT_SCRIPT)
-            .key(format!("{}:active", self.base))
+            .key(crate::store::pointer_key(&self.base))
             .key(sync_key(&self.base))
             .arg(format!("{}:", self.base))
             .arg(self.capacity)

@@ -13,31 +13,56 @@ use tokend_domain::{Applied, Key, Record, RevocationKeys, StateStore, StoreError
 use tokend_events::Event;
 
 use crate::RedisStore;
-use crate::bulk::{is_bulk, shard_of};
+use crate::bulk::{read_from_shard, shard_of};
 use crate::keys::{decode, record_key};
 use crate::store::cmd;
 use redis::Value;
 
 impl RedisStore {
     /// Reads records by key in one round trip: a `MGET` of the base slot's, a `GET` of each
-    /// refresh token or code with its shard's marker (a shard that lost its data fails closed).
-    pub(crate) async fn records(&self, keys: &[Key]) -> Result<Vec<Option<Record>>, StoreError> {
+    /// one in a shard, with its shard's marker (a shard that lost its data fails closed). A
+    /// family is read from its copy in the base slot (there while it is revoked: all the
+    /// revocation check needs); with `whole_families` from its shard as well, for its
+    /// presence (a refresh token whose family is gone is revoked).
+    pub(crate) async fn records(
+        &self,
+        keys: &[Key],
+        whole_families: bool,
+    ) -> Result<Vec<Option<Record>>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let (bulk, base): (Vec<&Key>, Vec<&Key>) = keys.iter().partition(|k| is_bulk(k));
-        let mut shards: Vec<u8> = bulk.iter().map(|k| shard_of(k)).collect();
+        // (key's index, read from its shard), base reads first: the first value found wins.
+        let mut reads: Vec<(usize, bool)> = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            if !read_from_shard(key) {
+                reads.push((i, false));
+            }
+        }
+        let base_reads = reads.len();
+        for (i, key) in keys.iter().enumerate() {
+            if read_from_shard(key) || (whole_families && matches!(key, Key::Family(_))) {
+                reads.push((i, true));
+            }
+        }
+        let mut shards: Vec<u8> = reads[base_reads..]
+            .iter()
+            .map(|(i, _)| shard_of(&keys[*i]))
+            .collect();
         shards.sort_unstable();
         shards.dedup();
         let reply: Vec<Value> = self
             .read(|generation, batch| {
-                if !base.is_empty() {
+                if base_reads > 0 {
                     let prefix = self.prefix_of(generation);
-                    let names: Vec<String> = base.iter().map(|k| record_key(&prefix, k)).collect();
+                    let names: Vec<String> = reads[..base_reads]
+                        .iter()
+                        .map(|(i, _)| record_key(&prefix, &keys[*i]))
+                        .collect();
                     batch.add(&prefix, cmd("MGET", names));
                 }
-                for key in &bulk {
-                    let name = self.key_name(generation, key);
+                for (i, _) in &reads[base_reads..] {
+                    let name = self.key_name(generation, &keys[*i]);
                     batch.add(&name, cmd("GET", &name));
                 }
                 for shard in &shards {
@@ -48,43 +73,44 @@ impl RedisStore {
             .await?;
         let parse = |e: redis::ParsingError| StoreError::Unavailable(e.to_string());
         let mut reply = reply.into_iter();
-        let mut values: Vec<Option<String>> = match base.is_empty() {
-            true => Vec::new(),
-            false => redis::from_redis_value(reply.next().unwrap_or(Value::Nil)).map_err(parse)?,
+        let mut next = || reply.next().unwrap_or(Value::Nil);
+        let mut values: Vec<Option<String>> = match base_reads {
+            0 => Vec::new(),
+            _ => redis::from_redis_value(next()).map_err(parse)?,
         };
-        for _ in &bulk {
-            values
-                .push(redis::from_redis_value(reply.next().unwrap_or(Value::Nil)).map_err(parse)?);
+        for _ in base_reads..reads.len() {
+            values.push(redis::from_redis_value(next()).map_err(parse)?);
         }
         for _ in &shards {
-            let marked: bool =
-                redis::from_redis_value(reply.next().unwrap_or(Value::Nil)).map_err(parse)?;
+            let marked: bool = redis::from_redis_value(next()).map_err(parse)?;
             if !marked && self.pinned.is_none() {
                 return Err(StoreError::NotReady);
             }
         }
-        let found: HashMap<&Key, Option<String>> =
-            base.into_iter().chain(bulk).zip(values).collect();
+        let mut found: Vec<Option<String>> = vec![None; keys.len()];
+        for ((i, _), value) in reads.iter().zip(values) {
+            if found[*i].is_none() {
+                found[*i] = value;
+            }
+        }
         keys.iter()
-            .map(|k| {
-                found
-                    .get(k)
-                    .cloned()
-                    .flatten()
-                    .map(|v| decode(k, &v))
-                    .transpose()
-            })
+            .zip(found)
+            .map(|(k, v)| v.map(|v| decode(k, &v)).transpose())
             .collect()
     }
 
     async fn record(&self, key: Key) -> Result<Option<Record>, StoreError> {
-        Ok(self.records(&[key]).await?.pop().flatten())
+        Ok(self.records(&[key], false).await?.pop().flatten())
     }
 
-    /// What the revocation rule needs, in one round trip.
-    async fn revocation_state(&self, q: RevocationKeys<'_>) -> Result<RevocationState, StoreError> {
+    /// What the revocation rule needs, in one round trip (`whole_families`: see `records`).
+    async fn revocation_state(
+        &self,
+        q: RevocationKeys<'_>,
+        whole_families: bool,
+    ) -> Result<RevocationState, StoreError> {
         let keys = q.keys();
-        let records = self.records(&keys).await?;
+        let records = self.records(&keys, whole_families).await?;
         let found: HashMap<&Key, Record> = keys
             .iter()
             .zip(records)
@@ -145,7 +171,7 @@ impl StateStore for RedisStore {
         ids.sort_unstable();
         let keys: Vec<Key> = ids.into_iter().map(Key::Client).collect();
         Ok(self
-            .records(&keys)
+            .records(&keys, false)
             .await?
             .into_iter()
             .filter_map(|r| match r {
@@ -171,7 +197,10 @@ impl StateStore for RedisStore {
             return Ok(RefreshStatus::Unknown);
         };
         let revocation = self
-            .revocation_state(RevocationKeys::of_grant(&r.family_id, &r.sub, &r.client_id))
+            .revocation_state(
+                RevocationKeys::of_grant(&r.family_id, &r.sub, &r.client_id),
+                true,
+            )
             .await?;
         Ok(refresh_status(Some(*r), &revocation, now_secs))
     }
@@ -189,7 +218,10 @@ impl StateStore for RedisStore {
         if let Some(state) = self.mirror.as_deref().and_then(|m| m.state(&keys)) {
             return Ok(state.revokes(q.auth_time_ms));
         }
-        Ok(self.revocation_state(keys).await?.revokes(q.auth_time_ms))
+        Ok(self
+            .revocation_state(keys, false)
+            .await?
+            .revokes(q.auth_time_ms))
     }
 
     async fn reader_barrier(&self) -> Result<u64, StoreError> {

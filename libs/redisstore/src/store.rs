@@ -24,7 +24,7 @@ pub struct RedisStore {
     pub(crate) base: Arc<str>,
     /// The key prefix itself (`base` without its braces): the shards' tags start with it.
     pub(crate) prefix: Arc<str>,
-    /// A handle pinned to one generation (rebuild, tests) instead of following `P:active`;
+    /// A handle pinned to one generation (rebuild, tests) instead of following `P:live`;
     /// its reads do not require the generation to be ready.
     pub(crate) pinned: Option<Arc<str>>,
     /// The live generation as last seen.
@@ -37,6 +37,8 @@ pub struct RedisStore {
     pub(crate) clients: Option<Arc<crate::clients::ClientCache>>,
     /// The revocation mirror of a node or resource server.
     pub(crate) mirror: Option<Arc<crate::mirror::Mirror>>,
+    /// Tests: a writer that stops after a batch's write, before its shard writes.
+    pub(crate) stops_before_shards: bool,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -76,6 +78,7 @@ impl RedisStore {
             origin,
             clients: None,
             mirror: None,
+            stops_before_shards: false,
             con,
             base: base_key(&settings.key_prefix).into(),
             prefix: settings.key_prefix.as_str().into(),
@@ -119,13 +122,22 @@ impl RedisStore {
         self.with_near_caches(capacity, 0)
     }
 
+    /// For tests: a handle whose writes stop after each batch's write, leaving its shard
+    /// writes pending (as a projector that stopped there would).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn stopping_before_shard_writes(mut self) -> Self {
+        self.stops_before_shards = true;
+        self
+    }
+
     /// The client cache, when this handle has one.
     pub fn client_cache(&self) -> Option<&crate::clients::ClientCache> {
         self.clients.as_deref()
     }
 
     pub(crate) fn pointer_key(&self) -> String {
-        format!("{}:active", self.base)
+        pointer_key(&self.base)
     }
 
     pub(crate) fn prefix_of(&self, generation: &str) -> String {
@@ -203,6 +215,12 @@ impl RedisStore {
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         Ok(Resolved::Data(data))
     }
+}
+
+/// `P:live`, the name of the live generation. (Named `P:active` before refresh tokens, codes
+/// and families moved to shards: a build of this layout fills a generation of its own.)
+pub(crate) fn pointer_key(base: &str) -> String {
+    format!("{base}:live")
 }
 
 /// A command on one key.

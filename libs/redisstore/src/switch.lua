@@ -1,6 +1,6 @@
 -- Makes generation ARGV[2] the live one, if it has applied at least as far as the live one
 -- on every partition (so switching readers rolls nothing back), and marks it ready.
--- KEYS: 1 pointer key ("P:active"). ARGV: 1 base prefix ("P:"), 2 the new generation, then
+-- KEYS: 1 pointer key ("P:live"). ARGV: 1 base prefix ("P:"), 2 the new generation, then
 -- pairs partition, next offset: what the rebuild applied to it.
 -- Returns {0, previous generation or "", 0} switched; {1, partition, offset needed} not yet;
 -- {2, partition, 0} the new generation lost what was applied to it (Redis lost data).

@@ -1,6 +1,6 @@
 -- Writes what the projector computed for one batch of one partition, and the partition's
 -- next offset, atomically, if nothing moved since the projector read.
--- KEYS: 1 pointer key ("P:active"; it also routes the script to the projection's slot).
+-- KEYS: 1 pointer key ("P:live"; it also routes the script to the projection's slot).
 -- ARGV: 1 generation the writer expects to be live ("" for a pinned rebuild generation),
 -- 2 generation prefix ("P:G:"), 3 partition, 4 expected next offset, 5 new next offset,
 -- 6 the replay floor (seconds), 7 the batch's pending bulk write ("" none; see bulk.rs),

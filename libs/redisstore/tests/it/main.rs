@@ -15,6 +15,7 @@ use tokend_redis::RedisStore;
 use tokend_testkit::{redis, unique};
 
 mod cluster;
+mod shards;
 
 /// Every test's limit: a hang fails fast.
 const LIMIT_SECS: u64 = 60;
