@@ -1,6 +1,6 @@
 //! The projection on a real Redis Cluster (three masters with a replica each, one container):
-//! the same scripts and reads as on a single Redis, the near-caches on the master of the
-//! projection's slot, and failovers (a master that stops, and a manual one that leaves the old
+//! the same scripts and reads as on a single Redis, the shards spread over every master, the
+//! near-caches on the master of the projection's slot, and failovers (a master that stops, and a manual one that leaves the old
 //! master running as a replica).
 
 use std::time::{Duration, Instant};
@@ -77,6 +77,18 @@ async fn the_projection_runs_on_a_redis_cluster_and_through_its_failovers() {
     compare_revocations(&node, &reference).await;
     let mirror = node.revocation_mirror().unwrap();
     assert_eq!(mirror.fallbacks(), 0, "every check answered from memory");
+    // Refresh tokens, codes and families are spread over every master.
+    let pattern = format!("{{{prefix}:??}}:*");
+    let mut spread = Vec::new();
+    for &port in &cluster.ports {
+        if cluster.cli(port, &["role"]).starts_with("master") {
+            let keys = cluster.cli(port, &["--scan", "--pattern", &pattern]);
+            spread.push(keys.lines().filter(|k| !k.ends_with(":ready")).count());
+        }
+    }
+    println!("shard records per master: {spread:?}");
+    assert_eq!(spread.len(), 3);
+    assert!(spread.iter().all(|n| *n > 0), "{spread:?}");
 
     // A master that stops: its replica takes over with the data, readers and the writer
     // follow it, and the mirror subscribes on the new master and answers again.
