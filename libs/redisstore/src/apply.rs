@@ -102,7 +102,7 @@ impl RedisStore {
             let pending = if bulk.is_empty() {
                 String::new()
             } else {
-                pending(end, &bulk)
+                pending(next, end, &bulk)
             };
             let mut invocation = self.write_script.prepare_invoke();
             invocation
@@ -196,6 +196,9 @@ impl RedisStore {
             if !names.is_empty() {
                 batch.add(prefix, cmd("MGET", &names));
             }
+            // After the offset: a shard record read is never older than the offset read with
+            // it (a writer that moved on meanwhile then fails the offset check, not this one).
+            batch.then();
             for key in &bulk {
                 let name = self.key_name(generation, key);
                 batch.add(&name, cmd("GET", &name));

@@ -14,7 +14,9 @@
 //! partition's **pending** write (`P:G:pending`), atomically with the offset; they are then
 //! written to their shards (`bulk.lua`) and the pending write cleared. A projector that
 //! finds a pending write (its writer stopped in between) writes it before it reads anything,
-//! so a batch always reads the bulk records of every batch before it.
+//! so a batch always reads the bulk records of every batch before it. It reads the shards
+//! only once the offset has answered, so what it reads there is never older than the offset
+//! it read; if another writer moved on meanwhile, the offset check refuses the batch.
 //!
 //! Writing a pending write twice, or an older one after a newer one (two projectors during a
 //! rebalance), changes nothing: a refresh token or code only ever goes from absent to issued
@@ -75,18 +77,31 @@ impl Write {
     }
 }
 
-/// The stored form of a pending write: the batch's end offset, a newline, the writes (JSON).
-pub(crate) fn pending(end: u64, writes: &[Write]) -> String {
+/// The stored form of a pending write: the batch's end offset and first offset, a newline,
+/// the writes (JSON).
+pub(crate) fn pending(first: u64, end: u64, writes: &[Write]) -> String {
     format!(
-        "{end}\n{}",
+        "{end} {first}\n{}",
         serde_json::to_string(writes).unwrap_or_default()
     )
 }
 
+fn damaged() -> StoreError {
+    StoreError::Unavailable("a pending bulk write does not decode".into())
+}
+
 fn decode_pending(payload: &str) -> Result<(&str, Vec<Write>), StoreError> {
-    let damaged = || StoreError::Unavailable("a pending bulk write does not decode".into());
-    let (end, writes) = payload.split_once('\n').ok_or_else(damaged)?;
+    let (header, writes) = payload.split_once('\n').ok_or_else(damaged)?;
+    let end = header.split(' ').next().unwrap_or_default();
     Ok((end, serde_json::from_str(writes).map_err(|_| damaged())?))
+}
+
+/// The first offset of a pending write's batch: the partition's offset as far as readers
+/// are concerned, until its shard writes are done.
+pub(crate) fn pending_first(payload: &str) -> Result<u64, StoreError> {
+    let header = payload.split('\n').next().unwrap_or_default();
+    let first = header.split(' ').nth(1).ok_or_else(damaged)?;
+    first.parse().map_err(|_| damaged())
 }
 
 /// Clears a partition's pending write if it is still the one written (by its end offset).
@@ -259,7 +274,7 @@ impl RedisStore {
         Script::new(CLEAR)
             .key(format!("{}pending", self.prefix_of(generation)))
             .arg(partition)
-            .arg(format!("{end}\n"))
+            .arg(format!("{end} "))
             .invoke_async::<()>(&mut con)
             .await
             .map_err(unavailable)

@@ -234,10 +234,14 @@ pub(crate) async fn connect(settings: &RedisSettings) -> RedisResult<(Con, Origi
 
 /// Commands for several slots, sent as one round trip: one pipeline on a single Redis; on a
 /// cluster (whose client takes a pipeline for one slot only) one pipeline per hash tag, all
-/// at once. The replies come back in the order the commands were added.
+/// at once. The replies come back in the order the commands were added. Commands added after
+/// [`Batch::then`] run after every command before it has answered (on a cluster, one more
+/// round trip; on a single Redis the pipeline's order already says so).
 #[derive(Default)]
 pub(crate) struct Batch {
-    parts: Vec<(String, Pipeline, Vec<usize>)>,
+    /// (phase, tag) → the pipeline and where its replies go.
+    parts: Vec<(usize, String, Pipeline, Vec<usize>)>,
+    phase: usize,
     count: usize,
 }
 
@@ -245,48 +249,60 @@ impl Batch {
     /// Adds `cmd`, whose keys all carry the hash tag of `key` (`{…}`).
     pub(crate) fn add(&mut self, key: &str, cmd: Cmd) -> &mut Self {
         let tag = tag_of(key);
-        let index = match self.parts.iter().position(|(t, _, _)| t == tag) {
+        let phase = self.phase;
+        let index = match self
+            .parts
+            .iter()
+            .position(|(p, t, _, _)| *p == phase && t == tag)
+        {
             Some(index) => index,
             None => {
-                self.parts.push((tag.to_owned(), redis::pipe(), Vec::new()));
+                self.parts
+                    .push((phase, tag.to_owned(), redis::pipe(), Vec::new()));
                 self.parts.len() - 1
             }
         };
-        let (_, pipe, positions) = &mut self.parts[index];
+        let (_, _, pipe, positions) = &mut self.parts[index];
         pipe.add_command(cmd);
         positions.push(self.count);
         self.count += 1;
         self
     }
 
+    /// What is added from now on runs after what was added before.
+    pub(crate) fn then(&mut self) -> &mut Self {
+        self.phase += 1;
+        self
+    }
+
     pub(crate) async fn run(self, con: &Con) -> RedisResult<Vec<Value>> {
+        let mut ordered = vec![Value::Nil; self.count];
         if let Con::Single(_) = con {
             let mut all = redis::pipe();
-            let mut order = vec![0; self.count];
-            let mut at = 0;
-            for (_, pipe, positions) in &self.parts {
+            let mut order = Vec::with_capacity(self.count);
+            for (_, _, pipe, positions) in &self.parts {
                 for (cmd, position) in pipe.cmd_iter().zip(positions) {
                     all.add_command(cmd.clone());
-                    order[at] = *position;
-                    at += 1;
+                    order.push(*position);
                 }
             }
             let values: Vec<Value> = all.query_async(&mut con.clone()).await?;
-            let mut ordered = vec![Value::Nil; self.count];
             for (value, position) in values.into_iter().zip(order) {
                 ordered[position] = value;
             }
             return Ok(ordered);
         }
-        let replies = futures::future::try_join_all(self.parts.iter().map(|(_, pipe, _)| {
-            let mut con = con.clone();
-            async move { pipe.query_async::<Vec<Value>>(&mut con).await }
-        }))
-        .await?;
-        let mut ordered = vec![Value::Nil; self.count];
-        for ((_, _, positions), values) in self.parts.iter().zip(replies) {
-            for (value, position) in values.into_iter().zip(positions) {
-                ordered[*position] = value;
+        for phase in 0..=self.phase {
+            let parts: Vec<_> = self.parts.iter().filter(|p| p.0 == phase).collect();
+            let replies = futures::future::try_join_all(parts.iter().map(|(_, _, pipe, _)| {
+                let mut con = con.clone();
+                async move { pipe.query_async::<Vec<Value>>(&mut con).await }
+            }))
+            .await?;
+            for ((_, _, _, positions), values) in parts.iter().zip(replies) {
+                for (value, position) in values.into_iter().zip(positions) {
+                    ordered[*position] = value;
+                }
             }
         }
         Ok(ordered)

@@ -152,17 +152,28 @@ impl RedisStore {
     ) -> Result<Option<PartitionState>, StoreError> {
         let generation = self.writer_generation().await?;
         let prefix = self.prefix_of(&generation);
-        let (pointer, next, complete): (Option<String>, Option<u64>, bool) = redis::pipe()
+        let (pointer, next, complete, pending): (
+            Option<String>,
+            Option<u64>,
+            bool,
+            Option<String>,
+        ) = redis::pipe()
             .atomic()
             .get(self.pointer_key())
             .hget(format!("{prefix}offsets"), partition)
             .hexists(format!("{prefix}complete"), partition)
+            .hget(format!("{prefix}pending"), partition)
             .query_async(&mut self.con.clone())
             .await
             .map_err(unavailable)?;
         if self.pinned.is_none() && pointer.as_deref() != Some(generation.as_str()) {
             self.saw_generation(None); // lost or switched: resolve it again next time
             return Ok(None);
+        }
+        // Shard writes left by a writer that stopped: the projector's periodic check does
+        // them, so that they do not wait for the partition's next record.
+        if let Some(pending) = pending {
+            self.flush(&generation, partition, &pending).await?;
         }
         Ok(Some(PartitionState {
             generation,

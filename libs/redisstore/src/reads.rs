@@ -133,16 +133,23 @@ impl StateStore for RedisStore {
             .map(|(applied, _)| applied)
     }
 
+    /// Up to where the partition is applied, its last batch's shard writes included (so a
+    /// refresh token issued before it can be read).
     async fn next_offset(&self, partition: u32) -> Result<u64, StoreError> {
-        let (next,): (Option<u64>,) = self
+        let (next, pending): (Option<u64>, Option<String>) = self
             .read(|generation, batch| {
-                let offsets = format!("{}offsets", self.prefix_of(generation));
-                let mut hget = cmd("HGET", &offsets);
-                hget.arg(partition);
-                batch.add(&offsets, hget);
+                let prefix = self.prefix_of(generation);
+                for hash in ["offsets", "pending"] {
+                    let mut hget = cmd("HGET", format!("{prefix}{hash}"));
+                    hget.arg(partition);
+                    batch.add(&prefix, hget);
+                }
             })
             .await?;
-        Ok(next.unwrap_or(0))
+        match pending {
+            Some(pending) => crate::bulk::pending_first(&pending),
+            None => Ok(next.unwrap_or(0)),
+        }
     }
 
     async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {

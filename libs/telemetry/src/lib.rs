@@ -10,12 +10,14 @@
 mod config;
 pub mod http;
 mod init;
+mod process;
 pub mod propagation;
 
 pub use config::{LogFormat, TelemetryConfig};
 pub use init::{PrometheusText, Telemetry, init, providers, tracing_enabled};
 pub use opentelemetry::metrics::{AsyncInstrument, Counter, Histogram, Meter};
 pub use opentelemetry::{KeyValue, global};
+pub use process::stop_signal;
 
 /// Histogram bounds for latencies in seconds: 0.5 ms to 10 s.
 pub const SECONDS_BUCKETS: &[f64] = &[

@@ -58,7 +58,13 @@ async fn main() -> anyhow::Result<()> {
                 if let Some(addr) = config.metrics_addr {
                     tokio::spawn(serve_metrics(addr, telemetry.prometheus()));
                 }
-                run(&config, Arc::new(store), metrics, shutdown()).await
+                run(
+                    &config,
+                    Arc::new(store),
+                    metrics,
+                    tokend_telemetry::stop_signal(),
+                )
+                .await
             }
             Command::Rebuild => {
                 let report = rebuild(&config, &store, true).await?;
@@ -92,15 +98,4 @@ fn show(report: &tokend_projector::RebuildReport) {
         report.seconds,
         report.events_per_sec()
     );
-}
-
-async fn shutdown() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return tokio::signal::ctrl_c().await.unwrap_or(()),
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
-    }
 }

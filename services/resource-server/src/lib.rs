@@ -27,20 +27,27 @@ pub struct Settings {
     pub verified_tokens: usize,
 }
 
-pub async fn verifier(settings: &Settings) -> anyhow::Result<Arc<Verifier>> {
-    let keys = RemoteKeys::discover(&settings.issuer, RemoteOptions::default()).await?;
-    let store = RedisStore::connect_with(&RedisSettings {
-        url: settings.redis_url.clone(),
-        cluster: settings.redis_cluster,
-        key_prefix: settings.redis_key_prefix.clone(),
-        ..RedisSettings::default()
-    })
-    .await?
-    .with_revocation_mirror(settings.revocation_mirror);
-    Ok(Arc::new(
-        Verifier::new(
+/// The verifier and the store behind its revocation checks.
+pub struct ResourceServer {
+    pub verifier: Arc<Verifier>,
+    store: RedisStore,
+}
+
+impl ResourceServer {
+    /// Discovers the issuer's keys and connects to Redis (with the revocation mirror).
+    pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
+        let keys = RemoteKeys::discover(&settings.issuer, RemoteOptions::default()).await?;
+        let store = RedisStore::connect_with(&RedisSettings {
+            url: settings.redis_url.clone(),
+            cluster: settings.redis_cluster,
+            key_prefix: settings.redis_key_prefix.clone(),
+            ..RedisSettings::default()
+        })
+        .await?
+        .with_revocation_mirror(settings.revocation_mirror);
+        let verifier = Verifier::new(
             Arc::new(keys),
-            Arc::new(RedisRevocation(store)),
+            Arc::new(RedisRevocation(store.clone())),
             VerifyPolicy {
                 issuer: settings.issuer.clone(),
                 audiences: vec![settings.audience.clone()],
@@ -48,8 +55,24 @@ pub async fn verifier(settings: &Settings) -> anyhow::Result<Arc<Verifier>> {
             },
             Arc::new(SystemClock),
         )
-        .with_verified_tokens(settings.verified_tokens),
-    ))
+        .with_verified_tokens(settings.verified_tokens);
+        Ok(Self {
+            verifier: Arc::new(verifier),
+            store,
+        })
+    }
+
+    pub fn router(&self) -> Router {
+        router(self.verifier.clone())
+    }
+
+    /// After the last request: gives up the revocation mirror's lease, so strict revocations
+    /// stop waiting for this server at once (bounded: 1 s).
+    pub async fn stopped(&self) {
+        if let Some(mirror) = self.store.revocation_mirror() {
+            mirror.release().await;
+        }
+    }
 }
 
 /// `GET /data`: the caller's subject and scope, for a valid, unrevoked token. `GET /readyz`:

@@ -6,7 +6,7 @@
 //! for none).
 
 use anyhow::Context;
-use tokend_resource_server::{Settings, router, verifier};
+use tokend_resource_server::{ResourceServer, Settings};
 
 fn env(name: &str, default: Option<&str>) -> anyhow::Result<String> {
     match (std::env::var(name), default) {
@@ -35,11 +35,15 @@ async fn main() -> anyhow::Result<()> {
             .context("RS_VERIFIED_TOKENS must be a number")?,
     };
     let addr = env("RS_LISTEN_ADDR", Some("127.0.0.1:8090"))?;
-    let app = router(verifier(&settings).await?);
+    let server = ResourceServer::connect(&settings).await?;
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, issuer = %settings.issuer, "Resource server listening.");
-    axum::serve(listener, app).await?;
+    let served = axum::serve(listener, server.router())
+        .with_graceful_shutdown(tokend_telemetry::stop_signal())
+        .await;
+    server.stopped().await;
+    served?;
     Ok(())
 }

@@ -87,7 +87,7 @@ async fn serve(config: Config, metrics: tokend_telemetry::PrometheusText) -> any
         "Token node listening."
     );
     tokio::spawn(node.pruner());
-    let served = tokend::serve(listeners, &config, router, shutdown()).await;
+    let served = tokend::serve(listeners, &config, router, tokend_telemetry::stop_signal()).await;
     node.stopped().await; // also when serving failed: the mirror gives up its lease
     served?;
     tracing::info!("Token node stopped.");
@@ -153,22 +153,4 @@ fn show_once(demo: &tokend::DemoSecrets) {
          \n  client_id     {}\n  client_secret {}\n  username      {}\n  password      {}\n",
         demo.client_id, demo.client_secret, demo.username, demo.password
     );
-}
-
-async fn shutdown() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return ctrl_c.await.unwrap_or(()),
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    ctrl_c.await.unwrap_or(());
 }

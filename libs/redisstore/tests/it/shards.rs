@@ -2,6 +2,7 @@
 //! pending, an old one coming back late, and a shard that lost its data.
 
 use super::*;
+use tokend_domain::model::RefreshStatus;
 
 async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(url)
@@ -62,17 +63,23 @@ async fn a_shard_write_left_pending_is_written_by_the_next_writer_and_a_late_one
     let events = [
         issued("a1", "erin", "fp", Some("rA"), None),
         issued("a2", "erin", "fp", Some("rB"), Some("rA")),
-        issued("a3", "erin", "fq", None, None),
+        issued("a3", "erin", "fq", Some("rC"), None),
     ];
     let refs: Vec<Option<&Event>> = events.iter().map(Some).collect();
+    let status = async |digest: &str| store.refresh_status(digest, 1500).await.unwrap();
     // A writer that stops between the batch's write and its shard writes.
     let stopping = store.clone().stopping_before_shard_writes();
-    stopping.apply_records(0, 0, &refs[..1]).await.unwrap();
     assert!(complete(&store).await);
+    stopping.apply_records(0, 0, &refs[..1]).await.unwrap();
     assert_eq!(
-        store.refresh_status("rA", 1500).await.unwrap(),
-        tokend_domain::model::RefreshStatus::Unknown,
-        "not in its shard yet"
+        status("rA").await,
+        RefreshStatus::Unknown,
+        "not written yet"
+    );
+    assert_eq!(
+        store.next_offset(0).await.unwrap(),
+        0,
+        "not applied for readers (read-your-writes waits for it)"
     );
     let generation = store.active_generation().await.unwrap().unwrap();
     let pending_key = format!("{}:{generation}:pending", tokend_redis::base_key(&prefix));
@@ -88,11 +95,17 @@ async fn a_shard_write_left_pending_is_written_by_the_next_writer_and_a_late_one
     let reference = reference_of(&events[..2]);
     for digest in ["rA", "rB"] {
         assert_eq!(
-            store.refresh_status(digest, 1500).await.unwrap(),
+            status(digest).await,
             reference.refresh_status(digest, 1500),
             "{digest}"
         );
     }
+    // With no next record, the projector's periodic check writes it.
+    stopping.apply_records(0, 2, &refs[2..]).await.unwrap();
+    assert_eq!(store.next_offset(0).await.unwrap(), 2);
+    store.partition_state(0).await.unwrap();
+    assert_eq!(store.next_offset(0).await.unwrap(), 3);
+    assert!(matches!(status("rC").await, RefreshStatus::Valid(_)));
     // The first pending write comes back late (a writer that stopped during a rebalance):
     // written again, it must not bring rA back unused nor the family back to an earlier state.
     let _: () = redis::cmd("HSET")
@@ -102,11 +115,11 @@ async fn a_shard_write_left_pending_is_written_by_the_next_writer_and_a_late_one
         .query_async(&mut con)
         .await
         .unwrap();
-    store.apply_records(0, 2, &refs[2..]).await.unwrap();
+    store.partition_state(0).await.unwrap();
     let reference = reference_of(&events);
-    for digest in ["rA", "rB"] {
+    for digest in ["rA", "rB", "rC"] {
         assert_eq!(
-            store.refresh_status(digest, 1500).await.unwrap(),
+            status(digest).await,
             reference.refresh_status(digest, 1500),
             "{digest} after a late write"
         );
@@ -135,7 +148,7 @@ async fn a_shard_that_lost_its_data_fails_closed_until_the_projector_marks_it_ag
     assert!(complete(&store).await);
     assert!(matches!(
         store.refresh_status("rL", 1500).await.unwrap(),
-        tokend_domain::model::RefreshStatus::Valid(_)
+        RefreshStatus::Valid(_)
     ));
     // rL's shard loses everything (its master restarted empty).
     let mut con = raw(&url).await;
@@ -163,12 +176,11 @@ async fn a_shard_that_lost_its_data_fails_closed_until_the_projector_marks_it_ag
     // Its records are gone (the log has them: `projector rebuild`); writes go on.
     assert_eq!(
         store.refresh_status("rL", 1500).await.unwrap(),
-        tokend_domain::model::RefreshStatus::Unknown
+        RefreshStatus::Unknown
     );
     store.apply_records(0, 1, &refs[1..]).await.unwrap();
     assert!(matches!(
         store.refresh_status("rM", 1500).await.unwrap(),
-        tokend_domain::model::RefreshStatus::Valid(_)
-            | tokend_domain::model::RefreshStatus::Revoked
+        RefreshStatus::Valid(_) | RefreshStatus::Revoked
     ));
 }

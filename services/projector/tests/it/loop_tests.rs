@@ -270,8 +270,10 @@ async fn remote_resource_server_verifies_with_jwks_and_redis() {
         revocation_mirror: 1000,
         verified_tokens: 100,
     };
-    let app =
-        tokend_resource_server::router(tokend_resource_server::verifier(&settings).await.unwrap());
+    let app = tokend_resource_server::ResourceServer::connect(&settings)
+        .await
+        .unwrap()
+        .router();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/data", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
