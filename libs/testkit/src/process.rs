@@ -58,6 +58,16 @@ impl Service {
         std::time::Duration::from_millis(ticks * 10)
     }
 
+    /// Asks it to stop, as Kubernetes and `docker stop` do (SIGTERM).
+    #[allow(clippy::expect_used)]
+    pub fn terminate(&self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "SIGTERM sent");
+    }
+
     /// Everything it has written so far.
     pub fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

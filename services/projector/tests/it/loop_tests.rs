@@ -546,3 +546,66 @@ async fn concurrent_registrations_of_one_name_have_exactly_one_winner() {
         assert_eq!(status, 200, "the winner's password works: {body}");
     }
 }
+
+/// A resource server stopped as Kubernetes stops it (SIGTERM) gives up its revocation
+/// mirror's lease at once, so strict revocations stop waiting for it (left standing, a
+/// lease keeps them waiting until it lapses).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_server_stopped_with_sigterm_gives_up_its_mirror_lease() {
+    tokend_testkit::time_limit(LIMIT_SECS);
+    let (c, _p) = cluster(1).await;
+    let leases = format!(
+        "{}:mirrors:leases",
+        tokend_redis::base_key(&c.redis.key_prefix)
+    );
+    let mut con = ::redis::Client::open(c.redis.url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let mut held = async || -> usize {
+        ::redis::cmd("HLEN")
+            .arg(&leases)
+            .query_async(&mut con)
+            .await
+            .unwrap()
+    };
+    let before = held().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("RS_ISSUER", c.nodes[0].clone()),
+        ("RS_REDIS_URL", c.redis.url.clone()),
+        ("RS_REDIS_KEY_PREFIX", c.redis.key_prefix.clone()),
+        (
+            "RS_LISTEN_ADDR",
+            format!("127.0.0.1:{}", tokend_testkit::free_port()),
+        ),
+    ]
+    .map(|(k, v)| (k.to_owned(), v));
+    let mut server = tokend_testkit::Service::start(
+        &tokend_testkit::sibling_binary("resource-server"),
+        &env,
+        dir.path().join("resource-server.log"),
+    );
+    let started = Instant::now();
+    while held().await <= before {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the resource server's mirror takes a lease: {:?}",
+            server.exited()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.terminate();
+    let stopping = Instant::now();
+    while server.exited().is_none() {
+        assert!(
+            stopping.elapsed() < Duration::from_secs(5),
+            "stops within 5 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stopped_in = stopping.elapsed();
+    assert_eq!(held().await, before, "its lease is gone with it");
+    println!("stopped {stopped_in:?} after SIGTERM, its lease given up");
+}
