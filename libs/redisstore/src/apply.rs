@@ -127,6 +127,11 @@ impl RedisStore {
             {
                 invocation.arg(record_key(&prefix, key));
                 match record {
+                    // A family's copy here is for readers only: no replay floor.
+                    Some(r @ Record::Family(f)) => invocation
+                        .arg(encode(r))
+                        .arg((f.until + EXPIRY_MARGIN_SECS).max(1))
+                        .arg(kind(r)),
                     Some(r) => invocation.arg(encode(r)).arg(expire_at(r)).arg(kind(r)),
                     None => invocation.arg("").arg(0).arg(""),
                 };
@@ -192,7 +197,14 @@ impl RedisStore {
                 .add(prefix, hget(&offsets))
                 .add(prefix, hget(&pending));
             // Several slots: a MGET of the base slot's records, a GET per shard's record.
-            let names: Vec<String> = base.iter().map(|k| record_key(prefix, k)).collect();
+            // With the base slot's copy of each family (there if it is revoked: it stands even
+            // where the shard lost the family or went back).
+            let families = bulk.iter().filter(|k| matches!(k, Key::Family(_)));
+            let names: Vec<String> = base
+                .iter()
+                .chain(families.clone())
+                .map(|k| record_key(prefix, k))
+                .collect();
             if !names.is_empty() {
                 batch.add(prefix, cmd("MGET", &names));
             }
@@ -219,6 +231,7 @@ impl RedisStore {
             } else {
                 redis::from_redis_value(next_value()).map_err(parse)?
             };
+            let copies: Vec<Option<String>> = values.split_off(base.len());
             for _ in &bulk {
                 values.push(redis::from_redis_value(next_value()).map_err(parse)?);
             }
@@ -238,10 +251,17 @@ impl RedisStore {
                     "a shard of refresh tokens and codes lost its data; the projector's check sets it again".into(),
                 ));
             }
+            let mut copies = families.zip(copies);
             let mut state = State::tracking();
-            for (key, value) in base.into_iter().chain(bulk).zip(values) {
-                if let Some(value) = value {
-                    state.load(key.clone(), decode(key, &value)?);
+            for (key, value) in base.iter().chain(&bulk).zip(values) {
+                let mut record = value.map(|v| decode(key, &v)).transpose()?;
+                if matches!(key, Key::Family(_))
+                    && let Some((_, Some(copy))) = copies.next()
+                {
+                    record = Some(revoked_with(record, decode(key, &copy)?));
+                }
+                if let Some(record) = record {
+                    state.load((*key).clone(), record);
                 }
             }
             return Ok(Some((next.unwrap_or(0), state)));
@@ -249,5 +269,17 @@ impl RedisStore {
         Err(StoreError::Unavailable(format!(
             "partition {partition}'s pending bulk write keeps coming back"
         )))
+    }
+}
+
+/// A family as its shard holds it, with the base slot's copy of its revocation.
+fn revoked_with(shard: Option<Record>, copy: Record) -> Record {
+    match (shard, copy) {
+        (Some(Record::Family(mut f)), Record::Family(c)) => {
+            f.revoked |= c.revoked;
+            f.until = f.until.max(c.until);
+            Record::Family(f)
+        }
+        (_, copy) => copy,
     }
 }

@@ -96,18 +96,14 @@ fn decode_pending(payload: &str) -> Result<(&str, Vec<Write>), StoreError> {
     Ok((end, serde_json::from_str(writes).map_err(|_| damaged())?))
 }
 
-/// The first offset of a pending write's batch: the partition's offset as far as readers
-/// are concerned, until its shard writes are done.
-pub(crate) fn pending_first(payload: &str) -> Result<u64, StoreError> {
-    let header = payload.split('\n').next().unwrap_or_default();
-    let first = header.split(' ').nth(1).ok_or_else(damaged)?;
-    first.parse().map_err(|_| damaged())
-}
-
 /// Clears a partition's pending write if it is still the one written (by its end offset).
+/// KEYS: the `pending` and `pending_from` hashes.
 const CLEAR: &str = "
 local v = redis.call('HGET', KEYS[1], ARGV[1])
-if v and string.sub(v, 1, #ARGV[2]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+if v and string.sub(v, 1, #ARGV[2]) == ARGV[2] then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[1])
+end
 return 0";
 
 impl RedisStore {
@@ -271,8 +267,10 @@ impl RedisStore {
                 "a shard of refresh tokens and codes lost its data; the projector's check sets it again".into(),
             ));
         }
+        let prefix = self.prefix_of(generation);
         Script::new(CLEAR)
-            .key(format!("{}pending", self.prefix_of(generation)))
+            .key(format!("{prefix}pending"))
+            .key(format!("{prefix}pending_from"))
             .arg(partition)
             .arg(format!("{end} "))
             .invoke_async::<()>(&mut con)

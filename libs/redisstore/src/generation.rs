@@ -102,6 +102,10 @@ impl RedisStore {
         if !seen.is_empty() {
             return Ok(seen);
         }
+        if let Some(live) = self.active_generation().await? {
+            self.saw_generation(Some(live.clone()));
+            return Ok(live);
+        }
         let mut con = self.con.clone();
         let name = new_generation_name();
         // Before it can become live: a live generation's shard without its marker lost its data.
@@ -121,6 +125,12 @@ impl RedisStore {
             self.unmark_shards(&name).await;
         }
         if created {
+            // Readers of the layout before the shards follow `P:active`, which no projector of
+            // this layout keeps current: without it they answer 503 rather than from it.
+            let _: redis::RedisResult<i64> = redis::cmd("DEL")
+                .arg(format!("{}:active", self.base))
+                .query_async(&mut con)
+                .await;
             let _: redis::RedisResult<i64> = redis::cmd("PUBLISH")
                 .arg(crate::changes::channel(&self.base))
                 .arg(crate::changes::FLUSH)
@@ -152,28 +162,32 @@ impl RedisStore {
     ) -> Result<Option<PartitionState>, StoreError> {
         let generation = self.writer_generation().await?;
         let prefix = self.prefix_of(&generation);
-        let (pointer, next, complete, pending): (
-            Option<String>,
-            Option<u64>,
-            bool,
-            Option<String>,
-        ) = redis::pipe()
-            .atomic()
-            .get(self.pointer_key())
-            .hget(format!("{prefix}offsets"), partition)
-            .hexists(format!("{prefix}complete"), partition)
-            .hget(format!("{prefix}pending"), partition)
-            .query_async(&mut self.con.clone())
-            .await
-            .map_err(unavailable)?;
+        let (pointer, next, complete, pending): (Option<String>, Option<u64>, bool, bool) =
+            redis::pipe()
+                .atomic()
+                .get(self.pointer_key())
+                .hget(format!("{prefix}offsets"), partition)
+                .hexists(format!("{prefix}complete"), partition)
+                .hexists(format!("{prefix}pending_from"), partition)
+                .query_async(&mut self.con.clone())
+                .await
+                .map_err(unavailable)?;
         if self.pinned.is_none() && pointer.as_deref() != Some(generation.as_str()) {
             self.saw_generation(None); // lost or switched: resolve it again next time
             return Ok(None);
         }
         // Shard writes left by a writer that stopped: the projector's periodic check does
         // them, so that they do not wait for the partition's next record.
-        if let Some(pending) = pending {
-            self.flush(&generation, partition, &pending).await?;
+        if pending {
+            let payload: Option<String> = self
+                .con
+                .clone()
+                .hget(format!("{prefix}pending"), partition)
+                .await
+                .map_err(unavailable)?;
+            if let Some(payload) = payload {
+                self.flush(&generation, partition, &payload).await?;
+            }
         }
         Ok(Some(PartitionState {
             generation,
@@ -335,7 +349,7 @@ impl RedisStore {
             // expiry times, which differ between a replay and the live writes).
             if matches!(
                 name,
-                "ready" | "complete" | "index" | "revocations" | "pending"
+                "ready" | "complete" | "index" | "revocations" | "pending" | "pending_from"
             ) {
                 continue;
             }

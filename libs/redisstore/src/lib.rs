@@ -33,6 +33,7 @@
 //! | `P:live` | name of the live generation | never |
 //! | `P:G:offsets` | hash: partition → next offset to apply | never |
 //! | `P:G:pending` | hash: partition → its last batch's shard writes, until written | |
+//! | `P:G:pending_from` | hash: partition → that batch's first offset (readers' applied offset) | |
 //! | `P:G:complete` | hash: partitions applied to the log's end since `G` began | never |
 //! | `P:G:ready` | `1`: every partition is complete; readers may answer | never |
 //! | `P:G:rev:{jti}` | revoked access token: its `exp` (number) | at the token's `exp` |

@@ -136,20 +136,17 @@ impl StateStore for RedisStore {
     /// Up to where the partition is applied, its last batch's shard writes included (so a
     /// refresh token issued before it can be read).
     async fn next_offset(&self, partition: u32) -> Result<u64, StoreError> {
-        let (next, pending): (Option<u64>, Option<String>) = self
+        let (next, pending_from): (Option<u64>, Option<u64>) = self
             .read(|generation, batch| {
                 let prefix = self.prefix_of(generation);
-                for hash in ["offsets", "pending"] {
+                for hash in ["offsets", "pending_from"] {
                     let mut hget = cmd("HGET", format!("{prefix}{hash}"));
                     hget.arg(partition);
                     batch.add(&prefix, hget);
                 }
             })
             .await?;
-        match pending {
-            Some(pending) => crate::bulk::pending_first(&pending),
-            None => Ok(next.unwrap_or(0)),
-        }
+        Ok(pending_from.or(next).unwrap_or(0))
     }
 
     async fn client(&self, client_id: &str) -> Result<Option<Client>, StoreError> {

@@ -63,6 +63,10 @@ for i = 8, #ARGV, 4 do
   end
 end
 redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. now)
-if ARGV[7] ~= '' then redis.call('HSET', ARGV[2] .. 'pending', ARGV[3], ARGV[7]) end
+if ARGV[7] ~= '' then
+  redis.call('HSET', ARGV[2] .. 'pending', ARGV[3], ARGV[7])
+  -- Its first offset alone, for readers that only ask whether it is done.
+  redis.call('HSET', ARGV[2] .. 'pending_from', ARGV[3], ARGV[4])
+end
 redis.call('HSET', offsets, ARGV[3], ARGV[5])
 return {0, tonumber(ARGV[5])}

@@ -115,6 +115,13 @@ async fn a_shard_write_left_pending_is_written_by_the_next_writer_and_a_late_one
         .query_async(&mut con)
         .await
         .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{pending_key}_from"))
+        .arg(0)
+        .arg(0)
+        .query_async(&mut con)
+        .await
+        .unwrap();
     store.partition_state(0).await.unwrap();
     let reference = reference_of(&events);
     for digest in ["rA", "rB", "rC"] {
@@ -183,4 +190,49 @@ async fn a_shard_that_lost_its_data_fails_closed_until_the_projector_marks_it_ag
         store.refresh_status("rM", 1500).await.unwrap(),
         RefreshStatus::Valid(_) | RefreshStatus::Revoked
     ));
+}
+
+#[tokio::test]
+async fn a_revoked_family_whose_shard_lost_it_stays_revoked() {
+    tokend_testkit::time_limit(LIMIT_SECS);
+    let url = redis().await.url.clone();
+    let prefix = unique("sf");
+    let store = RedisStore::connect(&url, &prefix).await.unwrap();
+    let events = [
+        issued("c1", "erin", "fr", Some("rR"), None),
+        Event::TokenFamilyRevoked(TokenFamilyRevoked {
+            family_id: "fr".into(),
+            sub: "erin".into(),
+            reason: FamilyRevokeReason::RevokedByClient,
+            until: 0,
+        }),
+        issued("c2", "erin", "fr", Some("rS"), Some("rR")),
+    ];
+    let refs: Vec<Option<&Event>> = events.iter().map(Some).collect();
+    store.apply_records(0, 0, &refs[..2]).await.unwrap();
+    assert!(complete(&store).await);
+    // The family's shard loses everything; the base slot keeps the revoked copy.
+    let mut con = raw(&url).await;
+    let family = keys(&mut con, &format!("{{{prefix}:??}}:*:fam:fr")).await;
+    let shard = &family[0][..=family[0].find('}').unwrap()];
+    let lost = keys(&mut con, &format!("{shard}:*")).await;
+    let _: () = redis::cmd("DEL")
+        .arg(&lost)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(store.repair_shards().await.unwrap(), 1);
+    // A later issue in the family rebuilds its shard record from the copy: still revoked
+    // (not a fresh, live family that would outlive the copy).
+    store.apply_records(0, 2, &refs[2..]).await.unwrap();
+    let stored: String = redis::cmd("GET")
+        .arg(&family[0])
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(stored.contains("\"revoked\":true"), "{stored}");
+    assert_eq!(
+        store.refresh_status("rS", 1500).await.unwrap(),
+        RefreshStatus::Revoked
+    );
 }
