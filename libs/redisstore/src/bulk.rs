@@ -96,6 +96,9 @@ fn decode_pending(payload: &str) -> Result<(&str, Vec<Write>), StoreError> {
     Ok((end, serde_json::from_str(writes).map_err(|_| damaged())?))
 }
 
+/// How long a flush waits for the shards' replicas before clearing its pending write.
+const REPLICATION_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Clears a partition's pending write if it is still the one written (by its end offset).
 /// KEYS: the `pending` and `pending_from` hashes.
 const CLEAR: &str = "
@@ -266,6 +269,17 @@ impl RedisStore {
             return Err(StoreError::Unavailable(
                 "a shard of refresh tokens and codes lost its data; the projector's check sets it again".into(),
             ));
+        }
+        // The pending write is the only other copy: keep it until the shards' replicas have
+        // these writes, so a failover right after cannot lose them (bounded: a replica that
+        // does not answer only delays this).
+        if !self
+            .con
+            .replicated(REPLICATION_WAIT)
+            .await
+            .map_err(unavailable)?
+        {
+            tracing::debug!("A replica did not acknowledge the shard writes in time.");
         }
         let prefix = self.prefix_of(generation);
         Script::new(CLEAR)

@@ -1,9 +1,11 @@
 //! One connection type for a single Redis (or a primary with replicas) and a Redis Cluster,
 //! and where the change stream is read from in each.
 //!
-//! Every key of the projection carries the base prefix as a hash tag (`{P}`), so every script
-//! and pipeline addresses one slot: the same commands run on a single Redis and on a cluster,
-//! where the cluster client sends them to the slot's master and follows it through failovers.
+//! Every key of the projection carries a hash tag: the base slot's `{P}` or a shard's
+//! `{P:xx}`. Every script addresses one of them; reads that span several go through
+//! [`Batch`], one pipeline per tag. The same commands run on a single Redis and on a cluster,
+//! where the cluster client sends them to each slot's master and follows it through
+//! failovers.
 
 use std::time::Duration;
 
@@ -70,6 +72,61 @@ impl Con {
         }
         Ok(keys)
     }
+
+    /// Waits, for at most `timeout`, until what this connection wrote to each master has
+    /// reached one of its replicas (a master without replicas: at once), so that a failover
+    /// keeps it. `false` when some master's replicas did not acknowledge in time.
+    pub(crate) async fn replicated(&self, timeout: Duration) -> RedisResult<bool> {
+        let Con::Cluster(cluster) = self else {
+            return replicated_on(&mut self.clone(), None, timeout).await;
+        };
+        let mut slots = redis::cmd("CLUSTER");
+        slots.arg("SLOTS");
+        let entries: Vec<Vec<Value>> =
+            redis::from_redis_value(slots.query_async(&mut cluster.clone()).await?)
+                .map_err(parsing)?;
+        let mut masters: Vec<(String, u16)> = entries.into_iter().filter_map(master).collect();
+        masters.sort_unstable();
+        masters.dedup();
+        let acknowledged =
+            futures::future::try_join_all(masters.into_iter().map(|(host, port)| {
+                let route =
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+                let mut con = self.clone();
+                async move { replicated_on(&mut con, Some(route), timeout).await }
+            }))
+            .await?;
+        Ok(acknowledged.into_iter().all(|ok| ok))
+    }
+}
+
+/// `ROLE`, then `WAIT 1` if the node has replicas, on one node.
+async fn replicated_on(
+    con: &mut Con,
+    route: Option<RoutingInfo>,
+    timeout: Duration,
+) -> RedisResult<bool> {
+    let mut ask = async |cmd: Cmd| match (&mut *con, &route) {
+        (Con::Cluster(c), Some(route)) => c.route_command(cmd, route.clone()).await,
+        (con, _) => cmd.query_async(con).await,
+    };
+    let role: Vec<Value> =
+        redis::from_redis_value(ask(redis::cmd("ROLE")).await?).map_err(parsing)?;
+    let replicas = match role.get(2) {
+        Some(Value::Array(replicas)) => replicas.len(),
+        _ => 0, // not a master: nothing to wait for here
+    };
+    if replicas == 0 {
+        return Ok(true);
+    }
+    let mut wait = redis::cmd("WAIT");
+    wait.arg(1).arg(
+        u64::try_from(timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1),
+    );
+    let acknowledged: i64 = redis::from_redis_value(ask(wait).await?).map_err(parsing)?;
+    Ok(acknowledged >= 1)
 }
 
 async fn scan_node(

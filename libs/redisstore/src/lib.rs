@@ -49,7 +49,7 @@
 //! | `P:mirrors:sync` | strict revocations' barrier counter | never |
 //! | `P:mirrors:leases`, `P:mirrors:acks` | hash: mirror → lease renewed (ms), barrier acknowledged | lapsed entries removed after a minute |
 //! | `S:G:ready` | `1`: the shard holds what was written to it (gone: its master lost its data) | never |
-//! | `S:G:fam:{id}` | token family: `revoked`, `until` | at `until`, its last token's expiry |
+//! | `S:G:fam:{id}` | token family: `revoked`, `until` | at `until`, its last token's expiry (at least a day after its writing, for replays, as `rt:` and `code:`) |
 //! | `S:G:rt:{digest}` | refresh token by SHA-256: family, subject, client, scope, `aud`, `iat`, `exp`, `auth_time_ms`, `used_by` | at its `exp` |
 //! | `S:G:code:{digest}` | authorization code: client, subject, redirect URI, scope, `aud`, challenge, `exp`, family, `auth_time_ms`, `redeemed_by` | at its `exp` |
 //!

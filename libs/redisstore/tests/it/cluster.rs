@@ -164,4 +164,41 @@ async fn the_projection_runs_on_a_redis_cluster_and_through_its_failovers() {
     assert!(node.is_revoked(&erin).await.unwrap());
     assert!(writer.is_revoked(&erin).await.unwrap());
     assert!(cluster.healthy());
+
+    // With every replica in sync, a batch's pending write is cleared only once the masters'
+    // replicas have its shard writes (so a failover right after cannot lose them).
+    let masters: Vec<u16> = cluster
+        .ports
+        .iter()
+        .copied()
+        .filter(|&p| cluster.cli(p, &["role"]).starts_with("master"))
+        .collect();
+    for &port in &masters {
+        cluster.synced(port);
+    }
+    let waits = || -> u64 {
+        masters
+            .iter()
+            .map(|&p| {
+                let stats = cluster.cli(p, &["info", "commandstats"]);
+                stats
+                    .lines()
+                    .find_map(|l| l.strip_prefix("cmdstat_wait:calls="))
+                    .and_then(|rest| rest.split(',').next())
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    let before = waits();
+    let issue = issued("y1", "yara", "fy", Some("rY"), None);
+    writer
+        .apply_records(0, next + 1, &[Some(&issue)])
+        .await
+        .unwrap();
+    assert!(waits() > before, "waited for the replicas");
+    assert!(matches!(
+        writer.refresh_status("rY", 1500).await.unwrap(),
+        tokend_domain::model::RefreshStatus::Valid(_)
+    ));
 }
