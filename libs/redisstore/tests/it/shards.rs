@@ -20,12 +20,32 @@ async fn keys(con: &mut redis::aio::MultiplexedConnection, pattern: &str) -> Vec
         .unwrap()
 }
 
+/// A store on the test Redis under a fresh key prefix; the URL and the prefix.
+async fn fresh(tag: &str) -> (String, String, RedisStore) {
+    let url = redis().await.url.clone();
+    let prefix = unique(tag);
+    let store = RedisStore::connect(&url, &prefix).await.unwrap();
+    (url, prefix, store)
+}
+
+/// Deletes every key of the shard holding record `name` (`rt:…`, `fam:…`), as its master
+/// restarting empty would; returns the record's key.
+async fn lose_shard_of(
+    con: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+    name: &str,
+) -> String {
+    let found = keys(con, &format!("{{{prefix}:??}}:*:{name}")).await;
+    let shard = &found[0][..=found[0].find('}').unwrap()];
+    let lost = keys(con, &format!("{shard}:*")).await;
+    let _: () = redis::cmd("DEL").arg(&lost).query_async(con).await.unwrap();
+    found[0].clone()
+}
+
 #[tokio::test]
 async fn the_base_slot_holds_no_record_per_live_grant() {
     tokend_testkit::time_limit(LIMIT_SECS);
-    let url = redis().await.url.clone();
-    let prefix = unique("sh");
-    let store = RedisStore::connect(&url, &prefix).await.unwrap();
+    let (url, prefix, store) = fresh("sh").await;
     let events = script();
     let reference = apply_all(&store, &events, 4).await;
     compare(&store, &reference).await;
@@ -57,9 +77,7 @@ async fn the_base_slot_holds_no_record_per_live_grant() {
 #[tokio::test]
 async fn a_shard_write_left_pending_is_written_by_the_next_writer_and_a_late_one_changes_nothing() {
     tokend_testkit::time_limit(LIMIT_SECS);
-    let url = redis().await.url.clone();
-    let prefix = unique("sp");
-    let store = RedisStore::connect(&url, &prefix).await.unwrap();
+    let (url, prefix, store) = fresh("sp").await;
     let events = [
         issued("a1", "erin", "fp", Some("rA"), None),
         issued("a2", "erin", "fp", Some("rB"), Some("rA")),
@@ -143,9 +161,7 @@ async fn a_shard_write_left_pending_is_written_by_the_next_writer_and_a_late_one
 #[tokio::test]
 async fn a_shard_that_lost_its_data_fails_closed_until_the_projector_marks_it_again() {
     tokend_testkit::time_limit(LIMIT_SECS);
-    let url = redis().await.url.clone();
-    let prefix = unique("sl");
-    let store = RedisStore::connect(&url, &prefix).await.unwrap();
+    let (url, prefix, store) = fresh("sl").await;
     let events = [
         issued("b1", "erin", "fl", Some("rL"), None),
         issued("b2", "erin", "fl", Some("rM"), Some("rL")),
@@ -159,14 +175,7 @@ async fn a_shard_that_lost_its_data_fails_closed_until_the_projector_marks_it_ag
     ));
     // rL's shard loses everything (its master restarted empty).
     let mut con = raw(&url).await;
-    let rt = keys(&mut con, &format!("{{{prefix}:??}}:*:rt:rL")).await;
-    let shard = &rt[0][..=rt[0].find('}').unwrap()];
-    let lost = keys(&mut con, &format!("{shard}:*")).await;
-    let _: () = redis::cmd("DEL")
-        .arg(&lost)
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    lose_shard_of(&mut con, &prefix, "rt:rL").await;
     assert!(
         matches!(
             store.refresh_status("rL", 1500).await,
@@ -195,9 +204,7 @@ async fn a_shard_that_lost_its_data_fails_closed_until_the_projector_marks_it_ag
 #[tokio::test]
 async fn a_revoked_family_whose_shard_lost_it_stays_revoked() {
     tokend_testkit::time_limit(LIMIT_SECS);
-    let url = redis().await.url.clone();
-    let prefix = unique("sf");
-    let store = RedisStore::connect(&url, &prefix).await.unwrap();
+    let (url, prefix, store) = fresh("sf").await;
     let events = [
         issued("c1", "erin", "fr", Some("rR"), None),
         Event::TokenFamilyRevoked(TokenFamilyRevoked {
@@ -213,20 +220,13 @@ async fn a_revoked_family_whose_shard_lost_it_stays_revoked() {
     assert!(complete(&store).await);
     // The family's shard loses everything; the base slot keeps the revoked copy.
     let mut con = raw(&url).await;
-    let family = keys(&mut con, &format!("{{{prefix}:??}}:*:fam:fr")).await;
-    let shard = &family[0][..=family[0].find('}').unwrap()];
-    let lost = keys(&mut con, &format!("{shard}:*")).await;
-    let _: () = redis::cmd("DEL")
-        .arg(&lost)
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    let family = lose_shard_of(&mut con, &prefix, "fam:fr").await;
     assert_eq!(store.repair_shards().await.unwrap(), 1);
     // A later issue in the family rebuilds its shard record from the copy: still revoked
     // (not a fresh, live family that would outlive the copy).
     store.apply_records(0, 2, &refs[2..]).await.unwrap();
     let stored: String = redis::cmd("GET")
-        .arg(&family[0])
+        .arg(&family)
         .query_async(&mut con)
         .await
         .unwrap();
