@@ -185,8 +185,12 @@ impl RedisStore {
                 .hget(format!("{prefix}pending"), partition)
                 .await
                 .map_err(unavailable)?;
-            if let Some(payload) = payload {
-                self.flush(&generation, partition, &payload).await?;
+            // Not done now (a shard's master away): the state is still worth having (the
+            // check that uses it also notices a projection that went back).
+            if let Some(payload) = payload
+                && let Err(error) = self.flush(&generation, partition, &payload).await
+            {
+                tracing::debug!(%error, partition, "Pending shard writes not done yet.");
             }
         }
         Ok(Some(PartitionState {
