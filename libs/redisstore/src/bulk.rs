@@ -273,13 +273,12 @@ impl RedisStore {
         // The pending write is the only other copy: keep it until the shards' replicas have
         // these writes, so a failover right after cannot lose them (bounded: a replica that
         // does not answer only delays this).
-        if !self
-            .con
-            .replicated(REPLICATION_WAIT)
-            .await
-            .map_err(unavailable)?
-        {
-            tracing::debug!("A replica did not acknowledge the shard writes in time.");
+        // (A Redis that refuses `ROLE` or `WAIT`, as some managed services do, is not waited
+        // for.)
+        match self.con.replicated(REPLICATION_WAIT).await {
+            Ok(true) => {}
+            Ok(false) => tracing::debug!("A replica did not acknowledge the shard writes in time."),
+            Err(error) => tracing::debug!(%error, "Could not wait for the shards' replicas."),
         }
         let prefix = self.prefix_of(generation);
         Script::new(CLEAR)
