@@ -95,7 +95,7 @@ pub fn sibling_binary(name: &str) -> PathBuf {
         .join(name);
     assert!(
         bin.exists(),
-        "{} is missing: build it first (cargo build -p {name})",
+        "{} is missing: build it first (cargo build --bin {name})",
         bin.display()
     );
     bin
