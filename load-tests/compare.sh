@@ -5,7 +5,9 @@
 # Builds and starts, on 127.0.0.1 only: the bare reference (reference-server: sign only, verify
 # only), the seed tutorial's service (load-tests/targets/seed_app.py under gunicorn, two
 # workers), an embedded node, then the local cluster stack (Redis, Kafka, a projector, two
-# nodes) and the example resource server (the SDK). Drives each with loadgen (closed model: as fast as answered, over keep-alive
+# nodes) and the example resource server (the SDK), with the bare verifier measured again
+# beside them on the nodes' own tokens just before each validation figure (the report sets a
+# figure beside the reference measured last before it). Drives each with loadgen (closed model: as fast as answered, over keep-alive
 # connections, after a 2 s warm-up), records the CPU the generator and the target used, runs
 # the propagation probe on the cluster, and writes load-tests/out/compare-TIME/: one JSON per
 # run, report.md (a table with "× bare" and "× seed" columns) and SVG plots. --strict fails
@@ -114,6 +116,16 @@ cluster() { # cluster SUFFIX
   ready http://127.0.0.1:8082 "$work/stack/tokend-2.log"
   export CLIENT_ID="$(field client_id "$work/stack/tokend-1.log")" CLIENT_SECRET="$(field client_secret "$work/stack/tokend-1.log")"
   validator="$(cat "$work/stack/tokend-2.pid") $(cat "$work/stack/redis.pid")"
+  # The bare reference again, beside the running stack and with the very tokens the nodes are
+  # measured with: each validation below is set beside the one measured last before it.
+  local bare_port bare_pid suffix="$1"
+  bare_port=$(port)
+  "$bin/reference-server" --listen "127.0.0.1:$bare_port" --jwks http://127.0.0.1:8081/.well-known/jwks.json \
+    >"$work/reference$1.log" 2>&1 &
+  pids+=($!); bare_pid=$!
+  ready "http://127.0.0.1:$bare_port" "$work/reference$1.log"
+  bare() { measure "bare-verify-cluster$suffix$1" verify-issued "$bare_pid" --target "http://127.0.0.1:$bare_port" --issuer http://127.0.0.1:8081; }
+  bare ""
   # Validation on a node that did not issue the tokens.
   measure "cluster-validate$1" validate "$validator" --target http://127.0.0.1:8082 --issuer http://127.0.0.1:8081
   measure "cluster-introspect$1" introspect "$validator" --target http://127.0.0.1:8082 --issuer http://127.0.0.1:8081
@@ -126,9 +138,10 @@ cluster() { # cluster SUFFIX
     "$bin/resource-server" >"$work/resource-server$1.log" 2>&1 &
   pids+=($!); rs_pid=$!
   ready "http://127.0.0.1:$rs_port" "$work/resource-server$1.log"
+  bare -2
   measure "resource-server-validate$1" resource-data "$rs_pid $(cat "$work/stack/redis.pid")" \
     --target "http://127.0.0.1:$rs_port" --issuer http://127.0.0.1:8081
-  kill "$rs_pid"
+  kill "$rs_pid" "$bare_pid"
 }
 stop_cluster() { # and wait (30 s at most) until its processes are gone and their ports free
   local gone=($(cat "$work"/stack/*.pid))

@@ -11,25 +11,38 @@ use plotters::prelude::*;
 
 use crate::record::Run;
 
-/// The reference run for a scenario: what the bare endpoint and the seed service do of the
+/// The reference runs for a scenario: what the bare endpoint and the seed service do of the
 /// same kind of work.
-fn references(scenario: &str) -> Option<(&'static str, &'static str)> {
+fn references(scenario: &str) -> Option<(&'static [&'static str], &'static [&'static str])> {
     match scenario {
-        "issue" => Some(("sign", "seed-login")),
-        "validate" | "introspect" | "resource-data" => Some(("verify", "seed-data")),
+        "issue" => Some((&["sign"], &["seed-login"])),
+        "validate" | "introspect" | "resource-data" => {
+            Some((&["verify", "verify-issued"], &["seed-data"]))
+        }
         _ => None,
     }
 }
 
 /// Whether a scenario is one of the comparison targets'.
 fn references_of_kind(scenario: &str) -> bool {
-    matches!(scenario, "sign" | "verify" | "seed-login" | "seed-data")
+    matches!(
+        scenario,
+        "sign" | "verify" | "verify-issued" | "seed-login" | "seed-data"
+    )
 }
 
-fn ratio(run: &Run, runs: &[Run], scenario: &str) -> String {
-    runs.iter()
-        .find(|r| r.scenario == scenario && r.throughput > 0.0)
-        .map(|r| format!("{:.2}×", run.throughput / r.throughput))
+/// `runs[i]` against the reference of one of `scenarios` measured last before it (the nearest
+/// in time, under the same background: the cluster phases measure the bare endpoint again
+/// beside the stack), or else the first one measured after it.
+fn ratio(i: usize, runs: &[Run], scenarios: &[&str]) -> String {
+    let usable = |r: &&Run| scenarios.contains(&r.scenario.as_str()) && r.throughput > 0.0;
+    let (before, after) = runs.split_at(i);
+    before
+        .iter()
+        .rev()
+        .find(usable)
+        .or_else(|| after.iter().find(usable))
+        .map(|r| format!("{:.2}× ({})", runs[i].throughput / r.throughput, r.label))
         .unwrap_or_else(|| "–".into())
 }
 
@@ -38,9 +51,9 @@ fn table(runs: &[Run]) -> String {
         "| run | answers/s | p50 ms | p99 ms | max ms | failed | wrong | generator cores | target µs CPU/answer | vs bare | vs seed |\n\
          | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
-    for run in runs {
+    for (i, run) in runs.iter().enumerate() {
         let (bare, seed) = references(&run.scenario)
-            .map(|(b, s)| (ratio(run, runs, b), ratio(run, runs, s)))
+            .map(|(b, s)| (ratio(i, runs, b), ratio(i, runs, s)))
             .unwrap_or_else(|| ("–".into(), "–".into()));
         let _ = writeln!(
             md,
@@ -250,4 +263,38 @@ pub fn write(
         bad.join(", ")
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(label: &str, scenario: &str, throughput: f64) -> Run {
+        serde_json::from_value(serde_json::json!({
+            "label": label, "scenario": scenario, "targets": [], "connections": 1,
+            "rate": null, "seconds": 1.0, "answered": 1, "failed": 0, "wrong": 0,
+            "throughput": throughput,
+            "latency_ms": {"p50": 1.0, "p90": 1.0, "p99": 1.0, "p999": 1.0, "max": 1.0, "mean": 1.0},
+            "timeline": [], "generator_cpu_s": 0.0, "target_cpu_s": null,
+            "target_cpu_us_per_answer": null,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_run_is_compared_with_the_reference_measured_last_before_it() {
+        let runs = [
+            run("embedded-validate", "validate", 50.0),
+            run("bare-verify", "verify", 100.0),
+            run("embedded-again", "validate", 90.0),
+            run("bare-verify-cluster", "verify-issued", 80.0),
+            run("cluster-validate", "validate", 76.0),
+        ];
+        let verify: &[&str] = &["verify", "verify-issued"];
+        // None before it: the first one after.
+        assert_eq!(ratio(0, &runs, verify), "0.50× (bare-verify)");
+        assert_eq!(ratio(2, &runs, verify), "0.90× (bare-verify)");
+        assert_eq!(ratio(4, &runs, verify), "0.95× (bare-verify-cluster)");
+        assert_eq!(ratio(4, &runs, &["seed-data"]), "–");
+    }
 }

@@ -28,6 +28,9 @@ pub enum Scenario {
     Sign,
     /// The bare reference: verify a token's signature and nothing else (`reference-server`).
     Verify,
+    /// The same, with tokens a node issued (`reference-server --jwks` with the node's key set):
+    /// the very tokens the node's own validation is measured with.
+    VerifyIssued,
     /// The seed tutorial's service: `POST /login` for a token.
     SeedLogin,
     /// The seed tutorial's service: `GET /api/data` with its tokens.
@@ -95,9 +98,13 @@ impl Prepared {
                 r.headers_mut().insert(CONTENT_TYPE, FORM);
                 (r, Some(b"\"access_token\""))
             }
-            Scenario::Validate | Scenario::Verify | Scenario::SeedData | Scenario::ResourceData => {
+            Scenario::Validate
+            | Scenario::Verify
+            | Scenario::VerifyIssued
+            | Scenario::SeedData
+            | Scenario::ResourceData => {
                 let path = match self.scenario {
-                    Scenario::Verify => "/verify",
+                    Scenario::Verify | Scenario::VerifyIssued => "/verify",
                     Scenario::ResourceData => "/data",
                     _ => "/api/data",
                 };
@@ -158,7 +165,10 @@ async fn one_token(
     client: Option<&Client>,
 ) -> anyhow::Result<String> {
     let response = match scenario {
-        Scenario::Validate | Scenario::Introspect | Scenario::ResourceData => {
+        Scenario::Validate
+        | Scenario::Introspect
+        | Scenario::ResourceData
+        | Scenario::VerifyIssued => {
             let client = client.context("give --client-id and --client-secret")?;
             http.post(format!("{issuer}/oauth/token"))
                 .basic_auth(&client.id, Some(&client.secret))
@@ -197,6 +207,7 @@ pub async fn prepare(
         Scenario::Validate
             | Scenario::Introspect
             | Scenario::Verify
+            | Scenario::VerifyIssued
             | Scenario::SeedData
             | Scenario::ResourceData
     );

@@ -1,10 +1,13 @@
 //! The bare reference the token service is measured against in the same run: an axum server
 //! that only signs (`POST /sign`: claims of the same shape as an access token, signed with an
 //! Ed25519 key held in memory) and only verifies (`GET /verify`: the bearer token's signature
-//! with the public key held in memory, and its expiry). No client, no store, no log: what a
-//! node cannot beat, since it does this and more.
+//! with the public key its header's `kid` names, held in memory, and its expiry). No client, no
+//! store, no log: what a node cannot beat, since it does this and more.
 //!
-//! `reference-server --listen 127.0.0.1:9090`
+//! With `--jwks`, it also holds the Ed25519 keys of a token node's key set, read once at start,
+//! so that it verifies the very tokens a node is measured with (same bytes, same size).
+//!
+//! `reference-server --listen 127.0.0.1:9090 [--jwks http://127.0.0.1:8081/.well-known/jwks.json]`
 #![allow(clippy::print_stdout, reason = "it says where it listens")]
 
 use std::sync::Arc;
@@ -18,17 +21,72 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use clap::Parser;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::Deserialize;
 
 #[derive(Parser)]
 struct Args {
     #[arg(long, default_value = "127.0.0.1:9090")]
     listen: std::net::SocketAddr,
+    /// A token node's key set (a loopback URL): its keys verify too.
+    #[arg(long)]
+    jwks: Option<String>,
 }
 
 struct Keys {
     signing: SigningKey,
-    verifying: VerifyingKey,
+    /// By `kid`: this server's own key, then the key set's.
+    verifying: Vec<(String, VerifyingKey)>,
     header: String,
+}
+
+#[derive(Deserialize)]
+struct Header<'a> {
+    kid: &'a str,
+}
+
+#[derive(Deserialize)]
+struct KeySet {
+    keys: Vec<Jwk>,
+}
+
+#[derive(Deserialize)]
+struct Jwk {
+    kid: String,
+    crv: String,
+    x: String,
+}
+
+/// The Ed25519 keys of the key set at `url`.
+async fn key_set(url: &str) -> anyhow::Result<Vec<(String, VerifyingKey)>> {
+    let url = reqwest::Url::parse(url)?;
+    let loopback = match url.host_str() {
+        Some("localhost") => true,
+        Some(host) => host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    };
+    anyhow::ensure!(loopback, "--jwks must be a loopback URL");
+    let set: KeySet = reqwest::get(url.clone())
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let keys = set
+        .keys
+        .into_iter()
+        .filter(|k| k.crv == "Ed25519")
+        .map(|k| {
+            let x: [u8; 32] = B64
+                .decode(&k.x)?
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("key {} is not 32 bytes", k.kid))?;
+            Ok((k.kid, VerifyingKey::from_bytes(&x)?))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    anyhow::ensure!(!keys.is_empty(), "{url} holds no Ed25519 key");
+    Ok(keys)
 }
 
 #[allow(
@@ -71,9 +129,13 @@ fn verified(keys: &Keys, headers: &HeaderMap) -> Option<()> {
         .ok()?
         .strip_prefix("Bearer ")?;
     let (signed, signature) = token.rsplit_once('.')?;
+    let (header, payload) = signed.split_once('.')?;
+    let header = B64.decode(header).ok()?;
+    let kid = serde_json::from_slice::<Header<'_>>(&header).ok()?.kid;
+    let (_, key) = keys.verifying.iter().find(|(k, _)| k == kid)?;
     let signature = Signature::from_slice(&B64.decode(signature).ok()?).ok()?;
-    keys.verifying.verify(signed.as_bytes(), &signature).ok()?;
-    let payload = B64.decode(signed.split_once('.')?.1).ok()?;
+    key.verify(signed.as_bytes(), &signature).ok()?;
+    let payload = B64.decode(payload).ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&payload).ok()?;
     (claims["exp"].as_u64()? > now_secs()).then_some(())
 }
@@ -98,8 +160,12 @@ async fn main() -> anyhow::Result<()> {
     );
     let signing = SigningKey::generate(&mut rand::rngs::OsRng);
     let header = B64.encode(r#"{"typ":"at+jwt","alg":"EdDSA","kid":"reference"}"#);
+    let mut verifying = vec![("reference".to_owned(), signing.verifying_key())];
+    if let Some(url) = &args.jwks {
+        verifying.extend(key_set(url).await?);
+    }
     let keys = Arc::new(Keys {
-        verifying: signing.verifying_key(),
+        verifying,
         signing,
         header,
     });
