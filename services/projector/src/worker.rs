@@ -176,9 +176,12 @@ async fn work(
         let offset = u64::try_from(message.offset()).unwrap_or_default();
         let want = expected.load(Ordering::Acquire);
         if want != UNKNOWN && offset != want {
-            // Before: applied already. After: the seek to `want` is on its way.
+            // Before: applied already (a duplicate, passed over). After: the seek to `want`
+            // is on its way.
             if offset > want {
                 stalled.fetch_add(1, Ordering::AcqRel);
+            } else {
+                Metrics::inc(&shared.metrics.duplicates);
             }
             continue;
         }
