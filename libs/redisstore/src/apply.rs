@@ -258,7 +258,12 @@ impl RedisStore {
                 if matches!(key, Key::Family(_))
                     && let Some((_, Some(copy))) = copies.next()
                 {
-                    record = Some(revoked_with(record, decode(key, &copy)?));
+                    // The shard's family, with the base slot's copy of its revocation.
+                    let copy = decode(key, &copy)?;
+                    record = Some(match record {
+                        Some(shard) => crate::mirror::merge(&copy, shard),
+                        None => copy,
+                    });
                 }
                 if let Some(record) = record {
                     state.load((*key).clone(), record);
@@ -269,17 +274,5 @@ impl RedisStore {
         Err(StoreError::Unavailable(format!(
             "partition {partition}'s pending bulk write keeps coming back"
         )))
-    }
-}
-
-/// A family as its shard holds it, with the base slot's copy of its revocation.
-fn revoked_with(shard: Option<Record>, copy: Record) -> Record {
-    match (shard, copy) {
-        (Some(Record::Family(mut f)), Record::Family(c)) => {
-            f.revoked |= c.revoked;
-            f.until = f.until.max(c.until);
-            Record::Family(f)
-        }
-        (_, copy) => copy,
     }
 }

@@ -281,7 +281,9 @@ impl RedisStore {
             Err(error) => tracing::debug!(%error, "Could not wait for the shards' replicas."),
         }
         let prefix = self.prefix_of(generation);
-        Script::new(CLEAR)
+        static CLEAR_SCRIPT: std::sync::LazyLock<Script> =
+            std::sync::LazyLock::new(|| Script::new(CLEAR));
+        CLEAR_SCRIPT
             .key(format!("{prefix}pending"))
             .key(format!("{prefix}pending_from"))
             .arg(partition)

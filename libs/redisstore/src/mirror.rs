@@ -70,7 +70,7 @@ pub(crate) fn mirrored(record: &Record) -> bool {
 }
 
 /// Two versions of a record, in either order: the one that revokes more.
-fn merge(old: &Record, new: Record) -> Record {
+pub(crate) fn merge(old: &Record, new: Record) -> Record {
     match (old, new) {
         (Record::Watermark(a), Record::Watermark(b)) => Record::Watermark((*a).max(b)),
         (Record::Family(a), Record::Family(mut b)) => {

@@ -32,22 +32,23 @@ impl RedisStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        // (key's index, read from its shard), base reads first: the first value found wins.
-        let mut reads: Vec<(usize, bool)> = Vec::new();
+        // Keys' indexes, the base slot's reads first, then the shards': the first value found
+        // wins.
+        let mut reads: Vec<usize> = Vec::new();
         for (i, key) in keys.iter().enumerate() {
             if !read_from_shard(key) {
-                reads.push((i, false));
+                reads.push(i);
             }
         }
         let base_reads = reads.len();
         for (i, key) in keys.iter().enumerate() {
             if read_from_shard(key) || (whole_families && matches!(key, Key::Family(_))) {
-                reads.push((i, true));
+                reads.push(i);
             }
         }
         let mut shards: Vec<u8> = reads[base_reads..]
             .iter()
-            .map(|(i, _)| shard_of(&keys[*i]))
+            .map(|i| shard_of(&keys[*i]))
             .collect();
         shards.sort_unstable();
         shards.dedup();
@@ -57,11 +58,11 @@ impl RedisStore {
                     let prefix = self.prefix_of(generation);
                     let names: Vec<String> = reads[..base_reads]
                         .iter()
-                        .map(|(i, _)| record_key(&prefix, &keys[*i]))
+                        .map(|i| record_key(&prefix, &keys[*i]))
                         .collect();
                     batch.add(&prefix, cmd("MGET", names));
                 }
-                for (i, _) in &reads[base_reads..] {
+                for i in &reads[base_reads..] {
                     let name = self.key_name(generation, &keys[*i]);
                     batch.add(&name, cmd("GET", &name));
                 }
@@ -88,7 +89,7 @@ impl RedisStore {
             }
         }
         let mut found: Vec<Option<String>> = vec![None; keys.len()];
-        for ((i, _), value) in reads.iter().zip(values) {
+        for (i, value) in reads.iter().zip(values) {
             if found[*i].is_none() {
                 found[*i] = value;
             }

@@ -8,6 +8,9 @@
 use anyhow::Context;
 use tokend_resource_server::{ResourceServer, Settings};
 
+/// How long open connections get to finish once a stop is asked for.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn env(name: &str, default: Option<&str>) -> anyhow::Result<String> {
     match (std::env::var(name), default) {
         (Ok(v), _) => Ok(v),
@@ -40,9 +43,29 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, issuer = %settings.issuer, "Resource server listening.");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        tokend_telemetry::stop_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
     let served = axum::serve(listener, server.router())
-        .with_graceful_shutdown(tokend_telemetry::stop_signal())
-        .await;
+        .with_graceful_shutdown(until_stopped(stopped.clone()));
+    // Graceful, but bounded: a connection that never finishes does not hold the stop (and the
+    // mirror's lease) until the process is killed.
+    let drained = async move {
+        until_stopped(stopped).await;
+        tokio::time::sleep(DRAIN).await;
+    };
+    let served = tokio::select! {
+        result = served => result,
+        () = drained => {
+            tracing::warn!(limit = ?DRAIN, "Connections still open at shutdown were closed.");
+            Ok(())
+        }
+    };
     server.stopped().await;
     served?;
     Ok(())

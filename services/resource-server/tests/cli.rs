@@ -7,6 +7,7 @@ use std::process::Command;
 
 #[test]
 fn it_refuses_to_start_without_an_issuer_and_says_why() {
+    tokend_testkit::time_limit(30);
     let out = Command::new(env!("CARGO_BIN_EXE_resource-server"))
         .env_remove("RS_ISSUER")
         .output()
@@ -18,6 +19,7 @@ fn it_refuses_to_start_without_an_issuer_and_says_why() {
 
 #[test]
 fn it_refuses_a_cluster_flag_that_is_not_a_boolean() {
+    tokend_testkit::time_limit(30);
     let out = Command::new(env!("CARGO_BIN_EXE_resource-server"))
         .env("RS_ISSUER", "http://127.0.0.1:1")
         .env("RS_REDIS_CLUSTER", "maybe")

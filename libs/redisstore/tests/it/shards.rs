@@ -20,6 +20,16 @@ async fn keys(con: &mut redis::aio::MultiplexedConnection, pattern: &str) -> Vec
         .unwrap()
 }
 
+/// Partition 0's pending shard writes, as `write.lua` left them.
+async fn pending(con: &mut redis::aio::MultiplexedConnection, key: &str) -> Option<String> {
+    redis::cmd("HGET")
+        .arg(key)
+        .arg(0)
+        .query_async(con)
+        .await
+        .unwrap()
+}
+
 /// A store on the test Redis under a fresh key prefix; the URL and the prefix.
 async fn fresh(tag: &str) -> (String, String, RedisStore) {
     let url = redis().await.url.clone();
@@ -102,12 +112,7 @@ async fn a_shard_write_left_pending_is_written_by_the_next_writer_and_a_late_one
     let generation = store.active_generation().await.unwrap().unwrap();
     let pending_key = format!("{}:{generation}:pending", tokend_redis::base_key(&prefix));
     let mut con = raw(&url).await;
-    let first: String = redis::cmd("HGET")
-        .arg(&pending_key)
-        .arg(0)
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    let first = pending(&mut con, &pending_key).await.unwrap();
     // The next writer writes it before reading: the rotation finds rA and uses it.
     store.apply_records(0, 1, &refs[1..2]).await.unwrap();
     let reference = reference_of(&events[..2]);
@@ -126,17 +131,9 @@ async fn a_shard_write_left_pending_is_written_by_the_next_writer_and_a_late_one
     assert!(matches!(status("rC").await, RefreshStatus::Valid(_)));
     // The first pending write comes back late (a writer that stopped during a rebalance):
     // written again, it must not bring rA back unused nor the family back to an earlier state.
-    let _: () = redis::cmd("HSET")
-        .arg(&pending_key)
-        .arg(0)
-        .arg(&first)
-        .query_async(&mut con)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("HSET")
-        .arg(format!("{pending_key}_from"))
-        .arg(0)
-        .arg(0)
+    let _: () = redis::pipe()
+        .hset(&pending_key, 0, &first)
+        .hset(format!("{pending_key}_from"), 0, 0)
         .query_async(&mut con)
         .await
         .unwrap();
@@ -149,13 +146,11 @@ async fn a_shard_write_left_pending_is_written_by_the_next_writer_and_a_late_one
             "{digest} after a late write"
         );
     }
-    let left: Option<String> = redis::cmd("HGET")
-        .arg(&pending_key)
-        .arg(0)
-        .query_async(&mut con)
-        .await
-        .unwrap();
-    assert_eq!(left, None, "cleared once written");
+    assert_eq!(
+        pending(&mut con, &pending_key).await,
+        None,
+        "cleared once written"
+    );
 }
 
 #[tokio::test]

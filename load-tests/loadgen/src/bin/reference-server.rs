@@ -22,6 +22,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use clap::Parser;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::Deserialize;
+use tokend_jwt::{KeyLookup, PublicKeySet};
 
 #[derive(Parser)]
 struct Args {
@@ -34,8 +35,10 @@ struct Args {
 
 struct Keys {
     signing: SigningKey,
-    /// By `kid`: this server's own key, then the key set's.
-    verifying: Vec<(String, VerifyingKey)>,
+    /// This server's own key (`kid` "reference").
+    verifying: VerifyingKey,
+    /// A token node's keys (`--jwks`), by `kid`.
+    issued: PublicKeySet,
     header: String,
 }
 
@@ -44,49 +47,21 @@ struct Header<'a> {
     kid: &'a str,
 }
 
-#[derive(Deserialize)]
-struct KeySet {
-    keys: Vec<Jwk>,
-}
-
-#[derive(Deserialize)]
-struct Jwk {
-    kid: String,
-    crv: String,
-    x: String,
-}
-
-/// The Ed25519 keys of the key set at `url`.
-async fn key_set(url: &str) -> anyhow::Result<Vec<(String, VerifyingKey)>> {
+/// The Ed25519 keys of the key set at `url`, a loopback URL.
+async fn key_set(url: &str) -> anyhow::Result<PublicKeySet> {
     let url = reqwest::Url::parse(url)?;
-    let loopback = match url.host_str() {
-        Some("localhost") => true,
-        Some(host) => host
-            .trim_matches(['[', ']'])
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback()),
-        None => false,
-    };
-    anyhow::ensure!(loopback, "--jwks must be a loopback URL");
-    let set: KeySet = reqwest::get(url.clone())
+    anyhow::ensure!(
+        url.socket_addrs(|| None)?
+            .iter()
+            .all(|a| a.ip().is_loopback()),
+        "--jwks must be a loopback URL"
+    );
+    let document: serde_json::Value = reqwest::get(url.clone())
         .await?
         .error_for_status()?
         .json()
         .await?;
-    let keys = set
-        .keys
-        .into_iter()
-        .filter(|k| k.crv == "Ed25519")
-        .map(|k| {
-            let x: [u8; 32] = B64
-                .decode(&k.x)?
-                .try_into()
-                .map_err(|_| anyhow::anyhow!("key {} is not 32 bytes", k.kid))?;
-            Ok((k.kid, VerifyingKey::from_bytes(&x)?))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    anyhow::ensure!(!keys.is_empty(), "{url} holds no Ed25519 key");
-    Ok(keys)
+    Ok(PublicKeySet::from_jwks(&document))
 }
 
 #[allow(
@@ -132,7 +107,11 @@ fn verified(keys: &Keys, headers: &HeaderMap) -> Option<()> {
     let (header, payload) = signed.split_once('.')?;
     let header = B64.decode(header).ok()?;
     let kid = serde_json::from_slice::<Header<'_>>(&header).ok()?.kid;
-    let (_, key) = keys.verifying.iter().find(|(k, _)| k == kid)?;
+    let key = if kid == "reference" {
+        &keys.verifying
+    } else {
+        keys.issued.verifying_key(kid)?
+    };
     let signature = Signature::from_slice(&B64.decode(signature).ok()?).ok()?;
     key.verify(signed.as_bytes(), &signature).ok()?;
     let payload = B64.decode(payload).ok()?;
@@ -160,12 +139,13 @@ async fn main() -> anyhow::Result<()> {
     );
     let signing = SigningKey::generate(&mut rand::rngs::OsRng);
     let header = B64.encode(r#"{"typ":"at+jwt","alg":"EdDSA","kid":"reference"}"#);
-    let mut verifying = vec![("reference".to_owned(), signing.verifying_key())];
-    if let Some(url) = &args.jwks {
-        verifying.extend(key_set(url).await?);
-    }
+    let issued = match &args.jwks {
+        Some(url) => key_set(url).await?,
+        None => PublicKeySet::default(),
+    };
     let keys = Arc::new(Keys {
-        verifying,
+        verifying: signing.verifying_key(),
+        issued,
         signing,
         header,
     });

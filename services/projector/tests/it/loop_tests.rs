@@ -570,6 +570,12 @@ async fn a_resource_server_stopped_with_sigterm_gives_up_its_mirror_lease() {
             .await
             .unwrap()
     };
+    // The nodes' own mirrors hold leases too: counted once they all have theirs.
+    let started = Instant::now();
+    while held().await < c.nodes.len() {
+        assert!(started.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let before = held().await;
     let dir = tempfile::tempdir().unwrap();
     let env = [
