@@ -74,7 +74,11 @@ enum Keys {
     /// lead later (no verifier meets a key it cannot know).
     Rotate,
     /// Emergency: withdraw a key everywhere; what it signed stops verifying.
-    Revoke { kid: String },
+    Revoke {
+        /// A key id may begin with `-` (base64url): taken as the id, not as an option.
+        #[arg(allow_hyphen_values = true)]
+        kid: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -362,5 +366,21 @@ async fn main() -> ExitCode {
             eprintln!("tokenctl: unavailable: {why}");
             ExitCode::from(3)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::{Cli, Command, Keys};
+
+    #[test]
+    fn a_key_id_that_begins_with_a_hyphen_is_taken_as_the_id() {
+        let cli = Cli::try_parse_from(["tokenctl", "keys", "revoke", "-rXy0"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Keys { action: Keys::Revoke { kid } } if kid == "-rXy0"
+        ));
     }
 }

@@ -55,7 +55,17 @@ async fn keys_and_clients_end_to_end_with_script_friendly_exit_codes() {
     // the active one (repeating it is harmless; an unknown key is refused, exit 1).
     let listed = run(&["keys", "list", "--json"]).await.unwrap();
     assert!(listed.status.success(), "{listed:?}");
-    let kid = json(&listed)["keys"][0]["kid"].as_str().unwrap().to_owned();
+    // The active key (the newest listed may already be the next one, published ahead of its
+    // epoch when the node starts within the publication lead).
+    let listed = json(&listed);
+    let kid = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["state"] == "active")
+        .and_then(|k| k["kid"].as_str())
+        .unwrap()
+        .to_owned();
     let rotated = run(&["keys", "rotate", "--json"]).await.unwrap();
     assert!(rotated.status.success(), "{rotated:?}");
     let next = json(&rotated)["next_kid"].as_str().unwrap().to_owned();
